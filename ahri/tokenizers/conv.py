@@ -7,9 +7,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..data import frames_to_float
+from ..metrics import psnr
 
 # %% auto #0
-__all__ = ['ConvAE', 'conv_ae_loss', 'psnr']
+__all__ = ['ConvAE', 'conv_ae_loss']
 
 # %% ../../nbs/20_conv_ae.ipynb #b3976ad3
 def _gn(c:int)->nn.GroupNorm: return nn.GroupNorm(min(8, c), c)
@@ -45,7 +46,3 @@ def conv_ae_loss(lam:float=0.01,        # weight of the variance regulariser
         z = model.encode(x)
         return {'huber': F.huber_loss(model.decode(z), x, delta=1.0), 'latent_var': lam * (z.var() - var_target) ** 2}
     return loss
-
-def psnr(a:torch.Tensor, b:torch.Tensor)->torch.Tensor:
-    "Per-image PSNR in dB of images in [0, 1], (B, ...) -> (B,)"
-    return 10 * torch.log10(1 / ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10))
