@@ -54,6 +54,7 @@ class Attention(nn.Module):
         self.o = nn.Linear(self.nh * self.hd, dim, bias=False)
         self.q_norm = nn.RMSNorm(self.hd) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(self.hd) if qk_norm else nn.Identity()
+        self.record, self.last = False, None   # record=True keeps the last probabilities and mask (diagnostics)
 
     def forward(self, x:torch.Tensor,          # (B, L, dim)
                 mask:torch.Tensor|None=None,    # bool (L, L) or (B, L, L): True = may attend
@@ -64,7 +65,7 @@ class Attention(nn.Module):
         k = self.k_norm(k)
         if self.rope is not None: q, k = self.rope(q, pos), self.rope(k, pos)
         m = None if mask is None else (mask if mask.ndim == 2 else mask[:, None])
-        if self.cap is None and not return_attn:
+        if self.cap is None and not (return_attn or self.record):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=self.nkv != self.nh); attn = None
         else:
             rep = self.nh // self.nkv
@@ -73,6 +74,7 @@ class Attention(nn.Module):
             if self.cap is not None: logits = softcap(logits, self.cap)
             if m is not None: logits = logits.masked_fill(~m, float('-inf'))
             attn = logits.softmax(-1); out = attn @ v
+            if self.record: self.last = {'attn': attn.detach(), 'mask': m}
         out = self.o(rearrange(out, 'b h l d -> b l (h d)'))
         return (out, attn) if return_attn else out
 

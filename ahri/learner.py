@@ -21,7 +21,8 @@ from .core import default_device, seed_everything, atomic_dir, atomic_write_byte
 __all__ = ['TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'rng_state', 'set_rng_state',
            'RandomBatches', 'model_spec', 'build_model', 'unwrap', 'weights_fingerprint', 'EMA', 'CancelStepException',
            'CancelFitException', 'Callback', 'Learner', 'to_device', 'checkpoint_dir', 'latest_checkpoint',
-           'load_model', 'prepare_run', 'close_distributed', 'MetricsCB', 'CheckpointCB', 'ProgressCB']
+           'resolve_checkpoint', 'load_model', 'prepare_run', 'close_distributed', 'MetricsCB', 'CheckpointCB',
+           'ProgressCB']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -343,15 +344,20 @@ def _load(self:Learner, path:Path):
 Learner.save, Learner.load = _save, _load
 
 # %% ../nbs/03_learner.ipynb #05d26a83
+def resolve_checkpoint(ckpt:str|Path # a checkpoint folder, or a run folder (its newest checkpoint)
+                      )->Path:
+    "The checkpoint folder `ckpt` names, or a clear error"
+    ckpt = Path(ckpt)
+    if (ckpt / 'config.json').exists(): return ckpt
+    found = latest_checkpoint(ckpt) if ckpt.is_dir() else None
+    if found is None: raise FileNotFoundError(f"no checkpoint in {ckpt} (expected config.json, or checkpoints/step_*/)")
+    return found
+
 def load_model(ckpt:str|Path,       # a checkpoint folder, or a run folder (its newest checkpoint)
                ema:bool=False,      # load the EMA weights instead of the raw ones
                device='cpu')->nn.Module:
     "Rebuild a model from a checkpoint and load its weights"
-    ckpt = Path(ckpt)
-    if not (ckpt / 'config.json').exists():
-        found = latest_checkpoint(ckpt)
-        if found is None: raise FileNotFoundError(f"no checkpoint in {ckpt} (expected config.json, or checkpoints/step_*/)")
-        ckpt = found
+    ckpt = resolve_checkpoint(ckpt)
     m = build_model(json.loads((ckpt / 'config.json').read_text())['model'])
     f = ckpt / ('ema.safetensors' if ema else 'model.safetensors')
     if not f.exists(): raise FileNotFoundError(f"{f} does not exist" + (" (the run was trained without EMA)" if ema else ''))

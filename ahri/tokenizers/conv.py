@@ -40,11 +40,15 @@ class ConvAE(nn.Module):
     def forward(self, x:torch.Tensor)->torch.Tensor: return self.decode(self.encode(x))
 
 # %% ../../nbs/20_conv_ae.ipynb #dbf3d6e5
-def conv_ae_loss(lam:float=0.01,        # weight of the variance regulariser
-                 var_target:float=1.0): # target variance of the latent
-    "Learner loss: Huber(δ=1) reconstruction + λ·(Var(z) − var_target)²; batch['frames'] uint8 (B, [T,] H, W, C)"
+def conv_ae_loss(lam:float=0.01,              # weight of the variance regulariser
+                 var_target:float=1.0,        # target variance of the latent
+                 lpips:nn.Module|None=None,   # optional perceptual metric (`ahri.metrics.load_lpips`); the notes use none
+                 lpips_weight:float=0.2):     # its weight
+    "Learner loss: Huber(δ=1) reconstruction + λ·(Var(z) − var_target)² [+ weight·LPIPS]; batch['frames'] uint8 (B, [T,] H, W, C)"
     def loss(model, batch):
         f = batch['frames']; x = frames_to_float(f.flatten(0, f.ndim - 4))    # any leading dims become the batch
-        z = model.encode(x)
-        return {'huber': F.huber_loss(model.decode(z), x, delta=1.0), 'latent_var': lam * (z.var() - var_target) ** 2}
+        z = model.encode(x); rec = model.decode(z)
+        out = {'huber': F.huber_loss(rec, x, delta=1.0), 'latent_var': lam * (z.var() - var_target) ** 2}
+        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec, x).mean()
+        return out
     return loss

@@ -11,7 +11,7 @@ from ..layers import Block, RotaryEmbedding, rule_mask, frame_layout, encoder_ru
 from ..data import frames_to_float
 
 # %% auto #0
-__all__ = ['patchify', 'unpatchify', 'mae_mask', 'mask_ratio_max', 'TransformerTokenizer', 'tokenizer_mse_loss']
+__all__ = ['patchify', 'unpatchify', 'mae_mask', 'mask_ratio_max', 'TransformerTokenizer', 'tokenizer_loss']
 
 # %% ../../nbs/21_transformer_tokenizer.ipynb #af0dd0a3
 def patchify(x:torch.Tensor, p:int)->torch.Tensor:
@@ -90,10 +90,16 @@ class TransformerTokenizer(nn.Module):
     def forward(self, x, mask=None): return self.decode(self.encode(x, mask))
 
 # %% ../../nbs/21_transformer_tokenizer.ipynb #5a156356
-def tokenizer_mse_loss(p_max:float=0.75, warmup:int=1000):
-    "Learner loss for the transformer tokenizer: MSE under MAE masks with the ratio curriculum at the Learner's step"
+def tokenizer_loss(p_max:float=0.75,              # largest per-frame mask ratio
+                   warmup:int=1000,                # steps over which p_max ramps up from 0 (the curriculum)
+                   lpips:nn.Module|None=None,      # a perceptual metric from `ahri.metrics.load_lpips` (None: MSE only)
+                   lpips_weight:float=0.2):        # weight of the perceptual term
+    "Learner loss for the transformer tokenizer: MSE (+ weight·LPIPS) under MAE masks, curriculum at the Learner's step"
     def loss(model, batch, step:int):
         x = frames_to_float(batch['frames'])                                       # (B, T, 3, H, W)
         m = mae_mask(*x.shape[:2], model.P, mask_ratio_max(step, p_max, warmup), device=x.device)
-        return {'mse': ((model(x, m) - x) ** 2).mean()}
+        rec = model(x, m)
+        out = {'mse': ((rec - x) ** 2).mean()}
+        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec.flatten(0, 1), x.flatten(0, 1)).mean()
+        return out
     return loss
