@@ -8,7 +8,7 @@ import warnings
 from contextlib import contextmanager
 import torch
 from torch import nn
-from .layers import Attention, frame_layout, PATCH, LATENT, QUERY
+from .layers import Attention, frame_layout
 from .learner import Callback, MetricsCB, unwrap
 from .metrics import psnr
 
@@ -53,11 +53,11 @@ def input_sensitivity(x:torch.Tensor, y:torch.Tensor)->float:
 
 @torch.no_grad()
 def collapse_report(model:nn.Module,  # a tokenizer with encode/decode
-                    x:torch.Tensor    # probe frames in [0, 1]: (B, T, 3, H, W), or (B, 3, H, W) for the conv AE
+                    x:torch.Tensor    # probe frames in [0, 1], (B, T, 3, H, W)
                    )->dict:
     "Sensitivity, latent variance and saturation, PSNR, and attention entropy/peak per layer (and per head in 'heads')"
     m = unwrap(model); was = m.training; m.eval()
-    rows = _query_rows(m, x.shape[1]) if x.ndim == 5 else {}
+    rows = _query_rows(m, x.shape[1])
     try:
         with record_attention(m) as mods:
             z = m.encode(x); rec = m.decode(z)

@@ -19,7 +19,7 @@ def _gn(c:int)->nn.GroupNorm: return nn.GroupNorm(min(8, c), c)
 def _conv_block(a:int, b:int)->list: return [nn.Conv2d(a, b, 3, padding=1), _gn(b), nn.SiLU()]
 
 class ConvAE(nn.Module):
-    "Strided-conv autoencoder: (B, 3, H, W) in [0, 1] -> latent (B, latent_ch, H/down, W/down) -> [0, 1]"
+    "Strided-conv autoencoder: frames (..., 3, H, W) in [0, 1] -> latent (..., latent_ch, H/down, W/down) -> [0, 1]"
     def __init__(self, in_ch:int=3, width:int=32, latent_ch:int=16, down:int=8, up:str='upsample_conv'):
         super().__init__()
         if down < 2 or down & (down - 1): raise ValueError(f"down must be a power of two ≥ 2, got {down}")
@@ -35,8 +35,10 @@ class ConvAE(nn.Module):
             dec += [*upl, _gn(b), nn.SiLU(), *_conv_block(b, b)]
         self.dec = nn.Sequential(*dec, nn.Conv2d(chs[0], in_ch, 3, padding=1))
 
-    def encode(self, x:torch.Tensor)->torch.Tensor: return self.enc(x)
-    def decode(self, z:torch.Tensor)->torch.Tensor: return torch.sigmoid(self.dec(z))
+    def encode(self, x:torch.Tensor)->torch.Tensor:   # (..., 3, H, W) -> (..., latent_ch, H/down, W/down)
+        return self.enc(x.flatten(0, -4)).unflatten(0, x.shape[:-3])
+    def decode(self, z:torch.Tensor)->torch.Tensor:   # (..., latent_ch, h, w) -> (..., 3, H, W) in [0, 1]
+        return torch.sigmoid(self.dec(z.flatten(0, -4))).unflatten(0, z.shape[:-3])
     def forward(self, x:torch.Tensor)->torch.Tensor: return self.decode(self.encode(x))
 
 # %% ../../nbs/20_conv_ae.ipynb #dbf3d6e5
@@ -46,9 +48,9 @@ def conv_ae_loss(lam:float=0.01,              # weight of the variance regularis
                  lpips_weight:float=0.2):     # its weight
     "Learner loss: Huber(δ=1) reconstruction + λ·(Var(z) − var_target)² [+ weight·LPIPS]; batch['frames'] uint8 (B, [T,] H, W, C)"
     def loss(model, batch):
-        f = batch['frames']; x = frames_to_float(f.flatten(0, f.ndim - 4))    # any leading dims become the batch
+        x = frames_to_float(batch['frames'])                                  # (B, [T,] 3, H, W)
         z = model.encode(x); rec = model.decode(z)
         out = {'huber': F.huber_loss(rec, x, delta=1.0), 'latent_var': lam * (z.var() - var_target) ** 2}
-        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec, x).mean()
+        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec.flatten(0, -4), x.flatten(0, -4)).mean()
         return out
     return loss
