@@ -56,14 +56,20 @@ class Attention(nn.Module):
         self.k_norm = nn.RMSNorm(self.hd) if qk_norm else nn.Identity()
         self.record, self.last = False, None   # record=True keeps the last probabilities and mask (diagnostics)
 
-    def forward(self, x:torch.Tensor,          # (B, L, dim)
-                mask:torch.Tensor|None=None,    # bool (L, L) or (B, L, L): True = may attend
-                pos:torch.Tensor|None=None,     # positions for RoPE, (L,) or (L, n_axes)
-                return_attn:bool=False):
+    def qkv(self, x:torch.Tensor,              # (B, L, dim)
+            pos:torch.Tensor|None=None         # positions for RoPE, (L,) or (L, n_axes)
+           )->tuple:                           # q (B, h, L, hd); k, v (B, kv_h, L, hd), normed and rotated
+        "Queries, keys and values, ready to attend (a KV cache stores k and v as returned here)"
         q = self.q_norm(rearrange(self.q(x), 'b l (h d) -> b h l d', h=self.nh))
         k, v = rearrange(self.kv(x), 'b l (two h d) -> two b h l d', two=2, h=self.nkv)
         k = self.k_norm(k)
         if self.rope is not None: q, k = self.rope(q, pos), self.rope(k, pos)
+        return q, k, v
+
+    def attend(self, q, k, v,                  # from `qkv`; k and v may hold more (cached) positions than q
+               mask:torch.Tensor|None=None,    # bool (Lq, Lk) or (B, Lq, Lk): True = may attend
+               return_attn:bool=False):
+        "Attention of q over k, v, then the output projection: (B, Lq, dim)"
         m = None if mask is None else (mask if mask.ndim == 2 else mask[:, None])
         if self.cap is None and not (return_attn or self.record):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=self.nkv != self.nh); attn = None
@@ -77,6 +83,12 @@ class Attention(nn.Module):
             if self.record: self.last = {'attn': attn.detach(), 'mask': m}
         out = self.o(rearrange(out, 'b h l d -> b l (h d)'))
         return (out, attn) if return_attn else out
+
+    def forward(self, x:torch.Tensor,          # (B, L, dim)
+                mask:torch.Tensor|None=None,    # bool (L, L) or (B, L, L): True = may attend
+                pos:torch.Tensor|None=None,     # positions for RoPE, (L,) or (L, n_axes)
+                return_attn:bool=False):
+        return self.attend(*self.qkv(x, pos), mask, return_attn)
 
 # %% ../nbs/05_layers.ipynb #773bfd02
 class SwiGLU(nn.Module):
