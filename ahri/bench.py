@@ -63,7 +63,7 @@ def matmul_peak(device=None,        # None: the best available device
     return out
 
 # %% ../nbs/09_bench.ipynb #ef52a803
-BENCHMARKS = ('matmul',)
+BENCHMARKS = ('matmul', 'world_model')   # world_model lives in ahri.bench_world_model (imported on demand)
 
 def format_matmul(res:dict, device:torch.device)->str:
     "A fixed-width table of `matmul_peak`'s result"
@@ -76,19 +76,27 @@ def format_matmul(res:dict, device:torch.device)->str:
     return '\n'.join(lines)
 
 @call_parse
-def ahri_bench(what:str,                # benchmark to run: matmul
+def ahri_bench(what:str,                # benchmark to run: matmul or world_model
                device:str=None,         # 'cpu', 'cuda', ... (default: the best available)
                threads:int=None,        # CPU threads (default: all cores)
-               sizes:str=None,          # comma-separated matrix sizes (default: per device)
-               min_time:float=0.3,      # seconds per measurement
+               sizes:str=None,          # matmul: comma-separated matrix sizes (default: per device)
+               preset:str='tiny',       # world_model: the model size (a dynamics preset)
+               min_time:float=None,     # seconds per measurement (default: 0.3 matmul, 3 world_model)
                json_out:str=None):      # also write the results to this JSON file
     "Print benchmark figures for this machine (ratios are only meaningful within one run)"
     if what not in BENCHMARKS: raise SystemExit(f"ahri_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
     set_threads(threads)
     dev = default_device(device)
+    if what == 'world_model':
+        from .bench_world_model import bench_world_model, format_world_model
+        try: res = bench_world_model(dev, preset, min_time or 3.0)
+        except ValueError as e: raise SystemExit(f'ahri_bench: {e}') from None
+        print(format_world_model(res))
+        if json_out: atomic_write_json(json_out, res)
+        return
     try: ns = [int(s) for s in sizes.split(',')] if sizes else None
     except ValueError: raise SystemExit(f"ahri_bench: --sizes must be comma-separated integers, got {sizes!r}") from None
-    res = matmul_peak(dev, ns, min_time=min_time)
+    res = matmul_peak(dev, ns, min_time=min_time or 0.3)
     print(format_matmul(res, dev))
     if json_out:
         atomic_write_json(json_out, {'device': str(dev), 'threads': torch.get_num_threads(), 'torch': torch.__version__,
