@@ -4,19 +4,17 @@
 
 # %% ../nbs/33_baselines.ipynb #8051f2f2
 from __future__ import annotations
-import json, time
 from pathlib import Path
 from types import SimpleNamespace
-import numpy as np, torch
+import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from fastcore.script import call_parse
-from .core import default_device, seed_everything, set_threads, cli_call
-from .data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, frames_to_float
-from .learner import Learner, TrainConfig, prepare_run, load_model, resolve_checkpoint, world, close_distributed
+from .core import seed_everything, set_threads, cli_call
+from .data import split_episodes, window_starts, AlternatingBatches, frames_to_float
+from .learner import Learner, TrainConfig, prepare_run, open_checkpoint, close_distributed
 from .dynamics import Dynamics, KVCache, actions_into_frames
-from .rollout import into_frames
 from .tokenizers.train import open_frames
 from .dynamics_train import open_latents, latent_stats, action_space
 
@@ -125,11 +123,15 @@ class LatentPredictor(nn.Module):
     def _levels(self, B:int, T:int, device):
         return torch.zeros(B, T, device=device), torch.ones(B, T, device=device)
 
+    def inputs(self, z:torch.Tensor)->torch.Tensor:
+        "What the network reads at each frame: the previous frame's normalised latent (zeros at frame 0)"
+        x = self.net.normalize(z.float())
+        return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
+
     def forward(self, z:torch.Tensor,                       # (B, T, *latent_shape) true latents (tokenizer space)
                 actions=None, act_mask=None)->torch.Tensor: # leading into each frame, as for `Dynamics`; -> (B, T, ...)
         "Predict every frame from the frames before it"
-        x = self.net.normalize(z.float())
-        x = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)
+        x = self.inputs(z)
         return self.net.denormalize(self.net(x, *self._levels(*x.shape[:2], x.device), actions, act_mask))
 
 def latent_predictor_loss(delta:float=1.0):
@@ -149,13 +151,11 @@ def latent_rollout(model:LatentPredictor, z:torch.Tensor, # (B, C, *latent_shape
     "Feed predictions back, one frame per forward pass, with a KV cache"
     B, C = z.shape[:2]; net = model.net
     if actions is not None and actions.shape[1] < C + horizon - 1: raise ValueError(f"need {C + horizon - 1} actions, got {actions.shape[1]}")
-    acts, mask = into_frames(actions, B, C + horizon, z.device)
+    acts, mask = actions_into_frames(actions, C + horizon)
     sl = lambda a, i, j: None if a is None else a[:, i:j]
     cache = KVCache(model.n_temporal)
-    x = net.normalize(z.float())
-    inp = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)                      # inputs of frames 0…C-1
-    net(inp, *model._levels(B, C, z.device), sl(acts, 0, C), sl(mask, 0, C), cache=cache, commit=C)
-    cur, out = x[:, -1:], []
+    net(model.inputs(z), *model._levels(B, C, z.device), sl(acts, 0, C), sl(mask, 0, C), cache=cache, commit=C)
+    cur, out = net.normalize(z[:, -1:].float()), []
     for t in range(C, C + horizon):
         cur = net(cur, *model._levels(B, 1, z.device), sl(acts, t, t + 1), sl(mask, t, t + 1), cache=cache, commit=1)
         out.append(cur)
@@ -229,8 +229,6 @@ def train_baseline(args:dict)->Path:
 
 def open_baseline(ckpt:str|Path, device=None)->SimpleNamespace:
     "A trained baseline (eval mode) with its run information; `.kind` is 'pixel' or 'latent'"
-    ck = resolve_checkpoint(ckpt)
-    cfg = json.loads((ck / 'config.json').read_text()); run = cfg.get('run', {})
-    if not str(run.get('kind', '')).startswith('baseline_'): raise ValueError(f"{ck} is not a baseline checkpoint (made by ahri_train_baseline)")
-    dev = default_device(device)
-    return SimpleNamespace(model=load_model(ck, device=dev).eval(), kind=run['kind'][len('baseline_'):], ckpt=ck, step=cfg['step'], run=run, device=dev)
+    b = open_checkpoint(ckpt, lambda run: str(run.get('kind', '')).startswith('baseline_'), 'a baseline checkpoint (made by ahri_train_baseline)',
+                        device=device)
+    b.kind = b.run['kind'][len('baseline_'):]; return b

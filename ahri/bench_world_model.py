@@ -4,13 +4,13 @@
 
 # %% ../nbs/37_bench_world_model.ipynb #ab85a6e7
 from __future__ import annotations
-import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from .bench import time_fn, matmul_peak, sync
+from .bench import time_fn, matmul_peak
 from .dynamics import Dynamics, dynamics_loss, KVCache
-from .rollout import imagine, Imagination
-from .dynamics_train import DYN_PRESETS, dyn_preset
+from .rollout import imagine
+from .dynamics_train import dyn_preset
+from .eval import imagination_fps
 from .tokenizers.conv import ConvAE
 from .tokenizers.train import preset as tok_preset
 
@@ -44,13 +44,9 @@ def bench_imagination(model:Dynamics, Ks=(64, 4), horizon:int=16, context:int=4,
     "Single-stream frames/s of imagination per K (latents only, and with `decoder` if given)"
     dev = next(model.parameters()).device
     z = torch.randn(1, context, *model.latent_shape, device=dev); a = torch.randint(0, n_actions, (1, context + horizon), device=dev)
-    out = {}
-    for K in Ks:
-        t = time_fn(lambda: imagine(model, z, a, horizon, K=K), dev, warmup=1, min_time=min_time, min_reps=2)
-        out[K] = {'frames_per_s': horizon / t}
-        if decoder is not None:
-            td = time_fn(lambda: decoder(imagine(model, z, a, horizon, K=K)), dev, warmup=1, min_time=min_time, min_reps=2)
-            out[K]['frames_per_s_decoded'] = horizon / td
+    out = {K: {'frames_per_s': imagination_fps(model, z, a, K, horizon, min_time=min_time)} for K in Ks}
+    if decoder is not None:
+        for K in Ks: out[K]['frames_per_s_decoded'] = imagination_fps(model, z, a, K, horizon, decoder=decoder, min_time=min_time)
     return out
 
 @torch.no_grad()

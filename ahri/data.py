@@ -4,14 +4,13 @@
 
 # %% ../nbs/12_datasets.ipynb #c405dd43
 from __future__ import annotations
-import json, math
 from pathlib import Path
 import numpy as np, torch
 from .collect import read_manifest, FORMAT
 
 # %% auto #0
-__all__ = ['EpisodeStore', 'split_episodes', 'window_starts', 'WindowDataset', 'frames_to_float', 'AlternatingBatches',
-           'EpisodeCrops', 'collate_pad']
+__all__ = ['EpisodeStore', 'split_episodes', 'window_starts', 'WindowDataset', 'frames_to_float', 'frames_to_uint8',
+           'AlternatingBatches', 'EpisodeCrops', 'collate_pad']
 
 # %% ../nbs/12_datasets.ipynb #772352c2
 def _open(path:Path, expected_rows:int, info:dict)->np.ndarray:
@@ -89,6 +88,11 @@ def frames_to_float(frames:torch.Tensor, # uint8 (..., H, W, C)
     "Move uint8 frames to `device`, then convert: [0, 1] (or [-1, 1] if `signed`), channels first"
     x = frames.to(device, non_blocking=True).movedim(-1, -3).float() / 255
     return x * 2 - 1 if signed else x
+
+def frames_to_uint8(x:torch.Tensor # float (..., C, H, W) in [0, 1] (clamped)
+                   )->torch.Tensor: # uint8 (..., H, W, C) on the CPU
+    "The inverse of `frames_to_float`: images for files, videos and terminals"
+    return (x.detach().float().clamp(0, 1).movedim(-3, -1) * 255).round().byte().cpu()
 
 # %% ../nbs/12_datasets.ipynb #364eb81e
 class AlternatingBatches:

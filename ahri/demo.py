@@ -4,12 +4,12 @@
 
 # %% ../nbs/35_quickstart.ipynb #be13b9ca
 from __future__ import annotations
-import inspect, json, os, platform, shutil, time
+import inspect, platform, shutil, time
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from .core import set_threads, atomic_write_json, atomic_write_bytes, cli_call
-from .collect import collect, ahri_collect
+from .collect import collect
 from .tokenizers.train import ahri_train_tokenizer, train_tokenizer, ahri_encode, encode_dataset
 from .dynamics_train import ahri_train_dynamics, train_dynamics
 from .baselines import ahri_train_baseline, train_baseline
@@ -69,7 +69,7 @@ def report_markdown(rep:dict)->str:
     "report.md from report.json's contents"
     res, v = rep['eval'], rep['verdict']
     hs = [h for h in ('1', '5', '10', '30') if h in next(iter(res['models'].values()))['mse_at']]
-    lines = [f"# ahri quickstart: a world model of Procgen coinrun", '',
+    lines = ["# ahri quickstart: a world model of Procgen coinrun", '',
              f"Preset `{rep['preset']}` · {rep['machine']['device']} · {rep['machine']['threads']} threads · torch {rep['machine']['torch']} · "
              f"{rep['total_seconds'] / 60:.1f} min in all · {rep['date']}", '',
              f"{res['windows']} held-out windows: {res['context']} context frames, then {res['horizon']} frames imagined from the actions "
@@ -89,7 +89,7 @@ def report_markdown(rep:dict)->str:
               'rows: a single stream imagining and decoding on this machine; the other rows: batched evaluation throughput. '
               f"LPIPS: {res['lpips_note'] or 'computed'}.", '',
               '![PSNR and SSIM against the horizon](eval/horizon.png)', '',
-              f"![rollouts](eval/rollouts.gif)", '',
+              "![rollouts](eval/rollouts.gif)", '',
               f"Rows: held-out windows. Columns: {' | '.join(rep['video_columns'])}; the first {res['context']} frames are the context "
               "(the same in every column). Also as [MP4](eval/rollouts.mp4).", '',
               '## Stages', '', '| stage | minutes | folder |', '|---|---|---|']

@@ -138,7 +138,7 @@ class Dynamics(nn.Module):
     def denormalize(self, x): return x * self.config['z_std'] + self.config['z_mean']
 
 # %% ../nbs/30_dynamics.ipynb #b6a276f6
-def _action_tokens(self:Dynamics, actions, act_mask, B:int, T:int, device)->torch.Tensor:
+def _action_tokens(self:Dynamics, actions, act_mask, B:int, T:int)->torch.Tensor:
     "(B, T, dim): the action embedding where labelled, `no_action` elsewhere"
     none = self.no_action.expand(B, T, -1)
     if actions is None or self.act is None: return none
@@ -151,7 +151,7 @@ def _embed(self:Dynamics, x, tau, d, actions=None, act_mask=None)->torch.Tensor:
     B, T = x.shape[:2]
     spatial = self.inp(latent_tokens(x, self.latent_shape, self.pack))                       # (B, T, S, dim)
     level = self.tau_emb(tau_index(tau, self.k_max)) + self.d_emb(step_index(d))              # (B, T, dim)
-    act = _action_tokens(self, actions, act_mask, B, T, x.device)
+    act = _action_tokens(self, actions, act_mask, B, T)
     tok = torch.cat([act[:, :, None], level[:, :, None], self.reg.expand(B, T, -1, -1), spatial], 2)
     return tok + self.slot
 
@@ -163,10 +163,13 @@ def _temporal(blk:Block, h:torch.Tensor, cache:KVCache, i:int, commit:int)->torc
     T, p0 = h.shape[1], cache.next_pos
     q, k, v = blk.attn.qkv(blk.norm1(h), torch.arange(p0, p0 + T, device=h.device))
     K, V = (k, v) if cache.n[i] == 0 and not commit else cache.past(i, k, v)   # a plain parallel pass needs no buffer
-    qpos, kpos = torch.arange(p0, p0 + T, device=h.device)[:, None], torch.arange(p0 + T - K.shape[2], p0 + T, device=h.device)[None]
-    mask = kpos <= qpos
-    if cache.max_frames is not None: mask &= kpos >= qpos - cache.max_frames
-    h = h + blk.attn.attend(q, K, V, None if bool(mask.all()) else mask)
+    past, W = K.shape[2] - T, cache.max_frames
+    mask = None                                              # one new frame that sees every cached frame needs no mask
+    if T > 1 or (W is not None and past > W):
+        qpos, kpos = torch.arange(p0, p0 + T, device=h.device)[:, None], torch.arange(p0 - past, p0 + T, device=h.device)[None]
+        mask = kpos <= qpos
+        if W is not None: mask &= kpos >= qpos - W
+    h = h + blk.attn.attend(q, K, V, mask)
     if commit: cache.commit(i, commit)
     return h + blk.ffn(blk.norm2(h))
 
@@ -194,11 +197,15 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
 Dynamics.forward = _forward
 
 # %% ../nbs/30_dynamics.ipynb #7238b16d
-def actions_into_frames(actions:torch.Tensor # (B, T) or (B, T, A): actions[:, t] is taken at frame t
-                       )->tuple[torch.Tensor, torch.Tensor]: # (shifted actions, act_mask (B, T))
+def actions_into_frames(actions:torch.Tensor|None, # (B, T) or (B, T, A): actions[:, t] is taken at frame t
+                        n:int|None=None             # frames to cover (default T; at most T + 1)
+                       )->tuple:                    # (actions (B, n), act_mask (B, n)), or (None, None) without actions
     "The action leading into each frame: frame t gets a_{t-1}; frame 0 is unlabeled"
-    shifted = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
-    mask = torch.ones(actions.shape[:2], dtype=torch.bool, device=actions.device); mask[:, 0] = False
+    if actions is None: return None, None
+    n = actions.shape[1] if n is None else n
+    if n > actions.shape[1] + 1: raise ValueError(f"{actions.shape[1]} actions lead into at most {actions.shape[1] + 1} frames, not {n}")
+    shifted = torch.cat([torch.zeros_like(actions[:, :1]), actions], 1)[:, :n]
+    mask = torch.ones(actions.shape[0], n, dtype=torch.bool, device=actions.device); mask[:, 0] = False
     return shifted, mask
 
 def sample_levels(B:int, T:int, k_max:int,

@@ -7,16 +7,17 @@ from __future__ import annotations
 import json, time
 from pathlib import Path
 from types import SimpleNamespace
-import numpy as np, torch
+import numpy as np
 from fastcore.script import call_parse
-from .core import default_device, seed_everything, set_threads, cli_call
+from .core import seed_everything, set_threads, cli_call
 from .data import EpisodeStore, split_episodes, window_starts, AlternatingBatches
-from .learner import Learner, TrainConfig, prepare_run, load_model, resolve_checkpoint, world, close_distributed
+from .learner import Learner, TrainConfig, prepare_run, open_checkpoint, world, close_distributed
 from .dynamics import Dynamics, dynamics_loss
+from .tokenizers.train import open_tokenizer, eval_episodes
 
 # %% auto #0
 __all__ = ['DYN_PRESETS', 'dyn_preset', 'open_latents', 'action_space', 'latent_stats', 'ahri_train_dynamics', 'train_dynamics',
-           'open_dynamics']
+           'open_dynamics', 'latent_source', 'open_world_model']
 
 # %% ../nbs/32_train_dynamics.ipynb #ee75ff1b
 DYN_PRESETS = {
@@ -144,10 +145,22 @@ def open_dynamics(ckpt:str|Path,         # a run folder (its newest checkpoint) 
                   ema:bool|None=None,    # use the EMA weights (default: if the run kept them)
                   device=None)->SimpleNamespace:
     "A trained dynamics model (eval mode) with its checkpoint's run information"
-    ck = resolve_checkpoint(ckpt)
-    cfg = json.loads((ck / 'config.json').read_text()); run = cfg.get('run', {})
-    if run.get('kind') != 'dynamics': raise ValueError(f"{ck} is not a dynamics checkpoint (made by ahri_train_dynamics)")
-    use_ema = (ck / 'ema.safetensors').exists() if ema is None else ema
-    dev = default_device(device)
-    return SimpleNamespace(model=load_model(ck, ema=use_ema, device=dev).eval(), ckpt=ck, step=cfg['step'], run=run,
-                           weights='ema' if use_ema else 'raw', device=dev)
+    return open_checkpoint(ckpt, lambda run: run.get('kind') == 'dynamics', 'a dynamics checkpoint (made by ahri_train_dynamics)', ema, device)
+
+def latent_source(run:dict)->str|None:
+    "The frames dataset that a dynamics run's latent cache was encoded from (None if the cache is gone)"
+    m = Path(run['data_abs']) / 'manifest.json'
+    return json.loads(m.read_text()).get('source') if m.exists() else None
+
+def open_world_model(ckpt:str|Path,       # a dynamics run or checkpoint
+                     data:str|Path|None=None, # frames dataset (default: the one its latent cache came from)
+                     ema:bool|None=None, device=None)->SimpleNamespace:
+    "The dynamics model with its tokenizer, a frames dataset, and that dataset's held-out episodes (`eps`, `split`)"
+    dyn = open_dynamics(ckpt, ema, device)
+    if not dyn.run.get('tokenizer'): raise ValueError(f"{dyn.ckpt}'s latent cache recorded no tokenizer, so its latents cannot be decoded")
+    src = latent_source(dyn.run)
+    if not (data or src): raise ValueError('pass --data: the frames dataset (the latent cache that names it is gone)')
+    dyn.tok = open_tokenizer(dyn.run['tokenizer']['checkpoint'], data or src, device=dyn.device)
+    dyn.store = dyn.tok.store
+    dyn.eps, dyn.split = eval_episodes(dyn.store, {**dyn.run, 'data_abs': src or ''})   # held out only on the cache's own source
+    return dyn

@@ -4,18 +4,19 @@
 
 # %% ../nbs/34_eval.ipynb #d89d627e
 from __future__ import annotations
-import io, json, math, resource, time
+import io, json, resource, time
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, torch
 from fastcore.script import call_parse, Param
-from .core import default_device, set_threads, atomic_write_json, atomic_write_bytes, cli_call
-from .data import EpisodeStore, window_starts, frames_to_float
+from .core import set_threads, atomic_write_json, atomic_write_bytes, cli_call
+from .data import EpisodeStore, window_starts, frames_to_float, frames_to_uint8
 from .metrics import psnr, ssim
+from .bench import time_fn
 from .rollout import imagine
 from .baselines import copy_last, pixel_rollout, latent_rollout, open_baseline
-from .dynamics_train import open_dynamics
-from .tokenizers.train import open_frames, open_tokenizer, eval_episodes, lpips_or_reason
+from .dynamics_train import open_world_model
+from .tokenizers.train import lpips_or_reason
 
 # %% auto #0
 __all__ = ['frame_scores', 'summarise', 'eval_windows', 'peak_memory_mb', 'dynamics_predictor', 'baseline_predictor',
@@ -118,16 +119,15 @@ def evaluate_world_models(predictors:dict,     # name -> predictor(frames, z, ac
 
 # %% ../nbs/34_eval.ipynb #5d7ab3f3
 @torch.no_grad()
-def imagination_fps(dyn, tok, z:torch.Tensor,  # (1, C, ...) context latents
-                    actions:torch.Tensor,       # (1, ≥ C+H-1)
-                    K:int, horizon:int=32, tau_ctx:float=0.1)->float:
-    "Single-stream frames per second of imagination + decoding"
-    run = lambda: tok.decode(imagine(dyn, z, actions, horizon, K=K, tau_ctx=tau_ctx))
-    run()
-    if z.device.type == 'cuda': torch.cuda.synchronize()
-    t0 = time.perf_counter(); run()
-    if z.device.type == 'cuda': torch.cuda.synchronize()
-    return horizon / (time.perf_counter() - t0)
+def imagination_fps(dyn, z:torch.Tensor,      # (1, C, ...) context latents
+                    actions:torch.Tensor,      # (1, ≥ C+H-1)
+                    K:int, horizon:int=32, tau_ctx:float=0.1,
+                    decoder=None,              # e.g. the tokenizer's `decode`: include decoding in the time
+                    min_time:float=0.0)->float: # keep repeating for at least this long (one timed rollout by default)
+    "Single-stream frames per second of imagination (and decoding), after one warm-up rollout"
+    run = lambda: imagine(dyn, z, actions, horizon, K=K, tau_ctx=tau_ctx)
+    f = (lambda: decoder(run())) if decoder is not None else run
+    return horizon / time_fn(f, z.device, warmup=1, min_time=min_time, min_reps=1)
 
 # %% ../nbs/34_eval.ipynb #36a3216d
 def horizon_plot(res:dict, path:str|Path, metrics=('psnr', 'ssim'))->Path:
@@ -154,7 +154,7 @@ def side_by_side(kept:dict, columns:list[str], gap:int=2)->np.ndarray:
         seq = torch.cat([ctx, kept[name]], 1)                                          # (n, C+T, 3, H, W)
         for i in range(n):
             r, c = gap + i * (H + gap), gap + j * (W + gap)
-            video[:, r:r + H, c:c + W] = (seq[i].permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy()
+            video[:, r:r + H, c:c + W] = frames_to_uint8(seq[i]).numpy()
     return video
 
 def write_video(video:np.ndarray, path:str|Path, fps:int=8)->Path:
@@ -171,7 +171,7 @@ def write_video(video:np.ndarray, path:str|Path, fps:int=8)->Path:
 # %% ../nbs/34_eval.ipynb #65673181
 @call_parse
 def ahri_eval_world_model(ckpt:str=None,        # dynamics run folder (its newest checkpoint) or checkpoint folder
-                          data:str=None,        # frames dataset (the one the latent cache was encoded from, or another)
+                          data:str=None,        # frames dataset (default: the one the latent cache was encoded from)
                           horizon:int=16,       # frames to imagine per window
                           context:int=4,        # context frames per window
                           K:Param('denoising steps per frame to evaluate (powers of two)', int, nargs='+')=None,
@@ -206,18 +206,15 @@ def eval_world_model(args:dict, as_json:bool=False)->dict:
     "The body of `ahri_eval_world_model`; returns the results"
     from fastprogress.fastprogress import progress_bar
     a = SimpleNamespace(**args)
-    if not a.ckpt or not a.data: raise ValueError('--ckpt and --data are required')
+    if not a.ckpt: raise ValueError('--ckpt RUN is required (a dynamics run)')
     Ks = list(a.K or [4, 64])
     if a.horizon < 1 or a.context < 1: raise ValueError(f"--horizon and --context must be ≥ 1, got {a.horizon} and {a.context}")
     set_threads(a.threads)
-    dyn = open_dynamics(a.ckpt, False if a.raw else None, a.device)
+    dyn = open_world_model(a.ckpt, a.data, False if a.raw else None, a.device)
     for k in Ks:
         if k < 1 or k & (k - 1) or k > dyn.model.k_max: raise ValueError(f"--K values must be powers of two ≤ {dyn.model.k_max}, got {k}")
-    if not dyn.run.get('tokenizer'): raise ValueError(f"{dyn.ckpt}'s latent cache recorded no tokenizer, so its latents cannot be decoded")
-    tok = open_tokenizer(dyn.run['tokenizer']['checkpoint'], a.data, device=dyn.device)
-    store = tok.store
-    if 'actions' not in store.arrays: raise ValueError(f"{a.data} has no actions")
-    eps, which = _held_out(store, dyn.run)
+    tok, store, eps, which = dyn.tok, dyn.store, dyn.eps, dyn.split
+    if 'actions' not in store.arrays: raise ValueError(f"{store.root} has no actions")
     lp, why = lpips_or_reason(dyn.device, a.no_lpips)
     preds = {f'dynamics K={k}': dynamics_predictor(dyn.model, tok.model, k, a.tau_ctx, seed=a.seed) for k in Ks}
     preds['copy last frame'] = copy_predictor()
@@ -231,21 +228,14 @@ def eval_world_model(args:dict, as_json:bool=False)->dict:
                                       lp, dyn.device, progress=None if a.quiet else progress_bar)
     fr, ac = _stack(store, eval_windows(store.lengths, eps, a.context, a.horizon, 1, a.seed), a.context + a.horizon)
     z1 = tok.model.encode(frames_to_float(fr, dyn.device)[:, :a.context])
-    for k in Ks: res['models'][f'dynamics K={k}']['frames_per_s_single'] = imagination_fps(dyn.model, tok.model, z1, ac.to(dyn.device), k, a.horizon, a.tau_ctx)
+    for k in Ks: res['models'][f'dynamics K={k}']['frames_per_s_single'] = imagination_fps(dyn.model, z1, ac.to(dyn.device), k, a.horizon, a.tau_ctx, tok.model.decode)
     res.update(checkpoint=str(dyn.ckpt), step=dyn.step, weights=dyn.weights, tokenizer=dyn.run['tokenizer'], split=which, K=Ks,
                tau_ctx=a.tau_ctx, lpips_note=why, peak_memory_mb=peak_memory_mb(dyn.device), device=str(dyn.device))
     cols = ['ground truth', f'dynamics K={Ks[0]}'] + [k for k in preds if not k.startswith('dynamics')]
     res['video_columns'] = cols
-    dest = Path(a.out) if a.out else dyn.ckpt / f'eval_{Path(a.data).resolve().name}'
+    dest = Path(a.out) if a.out else dyn.ckpt / f'eval_{store.root.resolve().name}'
     atomic_write_json(dest / 'eval.json', res); horizon_plot(res, dest / 'horizon.png')
     video = side_by_side(kept, cols)
     write_video(video, dest / 'rollouts.mp4'); write_video(video, dest / 'rollouts.gif')
     print(json.dumps(res, indent=1) if as_json else f"{_table(res)}\n\ncolumns of {dest / 'rollouts.mp4'}: {' | '.join(cols)}\nwrote {dest}")
     return res
-
-def _held_out(store:EpisodeStore, run:dict)->tuple[np.ndarray, str]:
-    "The dynamics run's held-out episodes if `store` is the dataset its latent cache came from, else all episodes"
-    lat_manifest = json.loads((Path(run['data_abs']) / 'manifest.json').read_text()) if Path(run['data_abs'], 'manifest.json').exists() else {}
-    same = lat_manifest.get('source') == str(store.root.resolve()) and len(store) == run['n_episodes']
-    if same and run['val_episodes']: return np.array(run['val_episodes']), 'held-out episodes of the training dataset'
-    return np.arange(len(store)), 'all episodes (not the training dataset)' if not same else 'all episodes (the run held none out)'

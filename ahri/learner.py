@@ -7,6 +7,7 @@ from __future__ import annotations
 import os, json, copy, math, time, random, signal, shutil, inspect, hashlib, dataclasses, threading, warnings
 from pathlib import Path
 from contextlib import nullcontext
+from types import SimpleNamespace
 import numpy as np, torch
 import torch.distributed as dist
 from torch import nn
@@ -21,8 +22,8 @@ from .core import default_device, seed_everything, atomic_dir, atomic_write_byte
 __all__ = ['TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'rng_state', 'set_rng_state',
            'RandomBatches', 'model_spec', 'build_model', 'unwrap', 'weights_fingerprint', 'EMA', 'CancelStepException',
            'CancelFitException', 'Callback', 'Learner', 'to_device', 'checkpoint_dir', 'latest_checkpoint',
-           'resolve_checkpoint', 'load_model', 'prepare_run', 'close_distributed', 'MetricsCB', 'CheckpointCB',
-           'ProgressCB']
+           'resolve_checkpoint', 'load_model', 'open_checkpoint', 'prepare_run', 'close_distributed', 'MetricsCB',
+           'CheckpointCB', 'ProgressCB']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -362,6 +363,20 @@ def load_model(ckpt:str|Path,       # a checkpoint folder, or a run folder (its 
     f = ckpt / ('ema.safetensors' if ema else 'model.safetensors')
     if not f.exists(): raise FileNotFoundError(f"{f} does not exist" + (" (the run was trained without EMA)" if ema else ''))
     m.load_state_dict(load_file(f)); return m.to(device).eval()
+
+def open_checkpoint(ckpt:str|Path,       # a checkpoint folder, or a run folder (its newest checkpoint)
+                    kind=None,           # kind(run_info) -> bool: is this the right kind of run?
+                    what:str='a checkpoint', # the kind's name, for the error message
+                    ema:bool|None=None,  # load the EMA weights (None: if the run kept them)
+                    device=None)->SimpleNamespace: # model (eval mode), ckpt, step, run, weights ('ema'/'raw'), device
+    "A trained model with the run information its checkpoint recorded, checked to be of the expected kind"
+    ck = resolve_checkpoint(ckpt)
+    cfg = json.loads((ck / 'config.json').read_text()); run = cfg.get('run', {})
+    if kind is not None and not kind(run): raise ValueError(f"{ck} is not {what}")
+    use_ema = (ck / 'ema.safetensors').exists() if ema is None else ema
+    dev = default_device(device)
+    return SimpleNamespace(model=load_model(ck, ema=use_ema, device=dev), ckpt=ck, step=cfg['step'], run=run,
+                           weights='ema' if use_ema else 'raw', device=dev)
 
 # %% ../nbs/03_learner.ipynb #274f7c14
 def _ema_model(self:Learner)->nn.Module|None:

@@ -4,17 +4,16 @@
 
 # %% ../nbs/36_play.ipynb #b5b300fb
 from __future__ import annotations
-import json, os, select, sys, time
+import os, select, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, torch
 from fastcore.script import call_parse
 from .core import set_threads, cli_call
-from .data import frames_to_float
+from .data import frames_to_float, frames_to_uint8
 from .rollout import Imagination
-from .dynamics_train import open_dynamics
-from .tokenizers.train import open_tokenizer, eval_episodes
+from .dynamics_train import open_world_model
 
 # %% auto #0
 __all__ = ['PROCGEN_KEYS', 'PROCGEN_NOOP', 'ansi_frame', 'key_map', 'raw_terminal', 'read_key', 'PlaySession', 'ahri_play',
@@ -62,16 +61,8 @@ class PlaySession:
     "A single-stream game inside the world model: `reset` from a real episode, `step(action)` -> uint8 frame"
     def __init__(self, ckpt:str|Path, data:str|Path|None=None, K:int=4, tau_ctx:float=0.1, context:int=4,
                  window:int|None=None, device=None, seed:int=0):
-        self.dyn = open_dynamics(ckpt, device=device)
-        run = self.dyn.run
-        if not run.get('tokenizer'): raise ValueError(f"{self.dyn.ckpt}'s latent cache recorded no tokenizer, so frames cannot be decoded")
-        m = Path(run['data_abs']) / 'manifest.json'
-        cache_src = json.loads(m.read_text()).get('source') if m.exists() else None     # the frames the latent cache came from
-        src = data or cache_src
-        if not src: raise ValueError('pass --data: the frames dataset to start from')
-        self.tok = open_tokenizer(run['tokenizer']['checkpoint'], src, device=self.dyn.device)
-        self.store, self.env = self.tok.store, self.tok.store.env
-        self.eps = eval_episodes(self.store, {**run, 'data_abs': cache_src or ''})[0]
+        self.dyn = open_world_model(ckpt, data, device=device)
+        self.tok, self.store, self.eps, self.env = self.dyn.tok, self.dyn.store, self.dyn.eps, self.dyn.store.env
         self.K, self.tau_ctx, self.context, self.window = K, tau_ctx, context, window
         self.g = torch.Generator(self.dyn.device).manual_seed(seed); self.rng = np.random.default_rng(seed)
         self.n_actions = self.dyn.model.config['n_actions']
@@ -90,8 +81,7 @@ class PlaySession:
     def step(self, action:int|None)->np.ndarray:
         "Imagine and decode the frame after `action`"
         a = None if action is None or not self.n_actions else torch.tensor([action], device=self.dyn.device)
-        x = self.tok.model.decode(self.im.step(a)[None])[0, 0]
-        return (x.float().clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+        return frames_to_uint8(self.tok.model.decode(self.im.step(a)[None])[0, 0]).numpy()
 
 # %% ../nbs/36_play.ipynb #169f0ff5
 @call_parse
@@ -102,7 +92,7 @@ def ahri_play(ckpt:str=None,          # dynamics run folder (its newest checkpoi
               context:int=4,          # real frames to start from
               window:int=None,        # frames of context the model attends to (default: all)
               policy:str='keyboard',  # 'keyboard', 'random' or 'sticky' (a scripted player, no terminal needed)
-              frames:int=200,         # frames to imagine (keyboard: until q... or this many)
+              frames:int=200,         # frames to imagine (keyboard: this many, or until the quit key: x for Procgen, q otherwise)
               record:str=None,        # save the frames as a video (.mp4 or .gif)
               fps:float=None,         # cap the frame rate (default: as fast as the model imagines)
               scale:int=1,            # draw every scale-th pixel

@@ -5,26 +5,17 @@
 # %% ../nbs/31_rollout.ipynb #c06be759
 from __future__ import annotations
 import torch
-from torch import nn
-from .flow import sampling_taus, euler_step, add_noise, check_pow2, tau_index
-from .dynamics import KVCache, Dynamics
+from .flow import sampling_taus, euler_step, add_noise, check_pow2
+from .dynamics import KVCache, Dynamics, actions_into_frames
 
 # %% auto #0
-__all__ = ['snap_tau_ctx', 'into_frames', 'Imagination', 'imagine', 'imagine_uncached']
+__all__ = ['snap_tau_ctx', 'Imagination', 'imagine', 'imagine_uncached']
 
 # %% ../nbs/31_rollout.ipynb #876974d3
 def snap_tau_ctx(tau_ctx:float, k_max:int)->float:
     "τ_ctx on the model's level grid (the nearest multiple of 1/k_max), checked to be in [0, 1)"
     if not 0 <= tau_ctx < 1: raise ValueError(f"tau_ctx must be in [0, 1), got {tau_ctx}")
     return round(tau_ctx * k_max) / k_max
-
-def into_frames(actions:torch.Tensor|None, # (B, n) or (B, n, A): actions taken at n consecutive frames
-                B:int, n:int, device)->tuple:
-    "Actions leading into the next n frames (frame i gets actions[:, i-1]; the first is unlabeled) and their mask"
-    if actions is None: return None, None
-    pad = torch.zeros_like(actions[:, :1])
-    mask = torch.ones(B, n, dtype=torch.bool, device=device); mask[:, 0] = False
-    return torch.cat([pad, actions], 1)[:, :n], mask
 
 # %% ../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
@@ -53,7 +44,7 @@ def _prime(self:Imagination, z:torch.Tensor,           # (B, C, *latent_shape) c
     self.cache, self.pending = KVCache(m.n_temporal, self.context), None
     x = m.normalize(z.float())
     x = add_noise(x, self._randn(x), self._full(self.tau_ctx, C))
-    acts, mask = into_frames(actions, self.B, C, self.device)
+    acts, mask = actions_into_frames(actions, C)
     m(x, self._full(self.tau_ctx, C), self._full(1 / m.k_max, C), acts, mask, cache=self.cache, commit=C)
     return self
 
@@ -115,7 +106,7 @@ def imagine_uncached(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, 
     full = lambda v, n=1: torch.full((B, n), float(v), device=dev)
     x = m.normalize(z.float())
     seq = add_noise(x, torch.randn(x.shape, generator=generator, device=dev), full(tc, C))     # (B, n, ...) context so far
-    acts, mask = into_frames(actions, B, C + horizon, dev)
+    acts, mask = actions_into_frames(actions, C + horizon)
     out = []
     for h in range(horizon):
         n = C + h; shape = (B, 1, *m.latent_shape)

@@ -11,10 +11,10 @@ import numpy as np, torch
 from torch import nn
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
-from ..core import default_device, seed_everything, set_threads, atomic_write_json, atomic_write_bytes, cli_call
+from ..core import seed_everything, set_threads, atomic_write_json, atomic_write_bytes, cli_call
 from ..collect import FORMAT, read_manifest, write_shard, array_info
-from ..data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, frames_to_float
-from ..learner import Learner, TrainConfig, prepare_run, load_model, resolve_checkpoint, world, close_distributed, weights_fingerprint
+from ..data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, frames_to_float, frames_to_uint8
+from ..learner import Learner, TrainConfig, prepare_run, load_model, open_checkpoint, world, close_distributed, weights_fingerprint
 from ..metrics import psnr, ssim, load_lpips, LPIPSUnavailable
 from ..diagnostics import CollapseMonitorCB
 from .conv import ConvAE, conv_ae_loss
@@ -104,7 +104,7 @@ def recon_grid(x:torch.Tensor, rec:torch.Tensor, path:str|Path, n:int=8, gap:int
     for i in range(n):
         c = gap + i * (W + gap)
         grid[:, gap:gap + H, c:c + W], grid[:, 2 * gap + H:2 * gap + 2 * H, c:c + W] = x[i], rec[i]
-    img = Image.fromarray((grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
+    img = Image.fromarray(frames_to_uint8(grid).numpy())
     buf = io.BytesIO(); img.save(buf, format='PNG')
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -199,15 +199,10 @@ def open_tokenizer(ckpt:str|Path,    # a run folder (its newest checkpoint) or a
                    data:str|Path,    # the dataset it will run on
                    ema:bool|None=None, device=None)->SimpleNamespace:
     "A trained tokenizer with its checkpoint's config, and the dataset it will run on, checked against each other"
-    ck = resolve_checkpoint(ckpt)
-    cfg = json.loads((ck / 'config.json').read_text()); run = cfg.get('run', {})
-    if 'arch' not in run: raise ValueError(f"{ck} is not a tokenizer checkpoint (made by ahri_train_tokenizer)")
-    store, img = open_frames(data)
+    tok = open_checkpoint(ckpt, lambda run: 'arch' in run, 'a tokenizer checkpoint (made by ahri_train_tokenizer)', ema, device)
+    store, img = open_frames(data); run = tok.run
     if img != run['img']: raise ValueError(f"{data} has {img}×{img} frames, the tokenizer was trained on {run['img']}×{run['img']}")
-    use_ema = (ck / 'ema.safetensors').exists() if ema is None else ema
-    dev = default_device(device)
-    return SimpleNamespace(model=load_model(ck, ema=use_ema, device=dev), ckpt=ck, step=cfg['step'], run=run, store=store,
-                           weights='ema' if use_ema else 'raw', device=dev)
+    tok.store = store; return tok
 
 def eval_episodes(store:EpisodeStore, run:dict)->tuple[np.ndarray, str]:
     "The held-out episodes if `store` is the training dataset, else all of them"
