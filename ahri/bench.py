@@ -81,6 +81,7 @@ def ahri_bench(what:str,                # benchmark to run: matmul or world_mode
                threads:int=None,        # CPU threads (default: all cores)
                sizes:str=None,          # matmul: comma-separated matrix sizes (default: per device)
                preset:str='tiny',       # world_model: the model size (a dynamics preset)
+               compile:bool=False,      # world_model: also time the training step under torch.compile
                min_time:float=None,     # seconds per measurement (default: 0.3 matmul, 3 world_model)
                json_out:str=None):      # also write the results to this JSON file
     "Print benchmark figures for this machine (ratios are only meaningful within one run)"
@@ -89,7 +90,7 @@ def ahri_bench(what:str,                # benchmark to run: matmul or world_mode
     dev = default_device(device)
     if what == 'world_model':
         from .bench_world_model import bench_world_model, format_world_model
-        try: res = bench_world_model(dev, preset, min_time or 3.0)
+        try: res = bench_world_model(dev, preset, min_time or 3.0, compile=compile)
         except ValueError as e: raise SystemExit(f'ahri_bench: {e}') from None
         print(format_world_model(res))
         if json_out: atomic_write_json(json_out, res)

@@ -4,6 +4,7 @@
 
 # %% ../nbs/37_bench_world_model.ipynb #ab85a6e7
 from __future__ import annotations
+import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from .bench import time_fn, matmul_peak
@@ -22,20 +23,28 @@ __all__ = ['bench_training', 'bench_imagination', 'bench_horizon', 'activation_b
 def _batch(B:int, T:int, latent_shape, n_actions:int, device)->dict:
     return {'latents': torch.randn(B, T, *latent_shape, device=device), 'actions': torch.randint(0, n_actions, (B, T), device=device)}
 
-def bench_training(model:Dynamics, B:int, T:int, n_actions:int=15, min_time:float=3.0, flop_steps:int=8)->dict:
+def bench_training(model:Dynamics, B:int, T:int, n_actions:int=15, min_time:float=3.0, flop_steps:int=8,
+                   compile:bool=False,    # time the step of torch.compile(model) (FLOPs are counted on the eager model)
+                   compile_steps:int=4)->dict: # untimed steps that compile (the bootstrap's row subsets vary in size)
     "Seconds per optimizer step, counted FLOPs per step, tokens/s"
     dev = next(model.parameters()).device
     loss_fn, opt = dynamics_loss(model.k_max), torch.optim.AdamW(model.parameters(), 1e-4)
     b = _batch(B, T, model.latent_shape, n_actions, dev)
-    def step():
-        sum(loss_fn(model, b).values()).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    def step(net=model):
+        sum(loss_fn(net, b).values()).backward(); opt.step(); opt.zero_grad(set_to_none=True)
     torch.manual_seed(0)
     with FlopCounterMode(display=False) as fc:
         for _ in range(flop_steps): step()
-    flops = fc.get_total_flops() / flop_steps
-    s = time_fn(step, dev, warmup=2, min_time=min_time)
+    flops, extra = fc.get_total_flops() / flop_steps, {}
+    if compile:
+        net = torch.compile(model); t0 = time.perf_counter()
+        for _ in range(compile_steps): step(net)
+        extra = {'compile_seconds': time.perf_counter() - t0}
+        timed = lambda: step(net)
+    else: timed = step
+    s = time_fn(timed, dev, warmup=2, min_time=min_time)
     return {'seconds_per_step': s, 'flops_per_step': flops, 'flop_per_s': flops / s, 'tokens_per_s': B * T * model.L / s,
-            'frames_per_s': B * T / s, 'batch': [B, T]}
+            'frames_per_s': B * T / s, 'batch': [B, T], **extra}
 
 # %% ../nbs/37_bench_world_model.ipynb #4ddf6c3d
 @torch.no_grad()
@@ -86,7 +95,8 @@ def bench_memory(model:Dynamics, lengths=(32, 64, 100), n_actions:int=15)->list[
     return rows
 
 # %% ../nbs/37_bench_world_model.ipynb #c232d31d
-def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32, 64, 100))->dict:
+def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32, 64, 100),
+                      compile:bool=False)->dict: # also time the training step under torch.compile
     "Every world-model figure at a preset's size (the tokenizer: the CNN preset of the same name, for decoding)"
     p = dyn_preset(preset)
     torch.manual_seed(0)
@@ -95,6 +105,7 @@ def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32
     shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64, device=device)).shape[2:])
     model = Dynamics(shape, **p['model'], n_actions=15).to(device)
     train = bench_training(model, p['batch_size'], p['seq_len'], min_time=min_time)
+    comp = bench_training(model, p['batch_size'], p['seq_len'], min_time=min_time, compile=True) if compile else None
     model.eval()
     img = bench_imagination(model, decoder=tok.decode, min_time=min_time / 3)
     hor = bench_horizon(model, min_time=min_time / 3)
@@ -103,7 +114,8 @@ def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32
             'params': sum(q.numel() for q in model.parameters()), 'latent_shape': list(shape), 'tokens_per_frame': model.L,
             'matmul_peak_fp32': peak, 'training': {**train, 'utilisation': train['flop_per_s'] / peak},
             'imagination': {str(k): v for k, v in img.items()}, 'K64_over_K4': img[4]['frames_per_s'] / img[64]['frames_per_s'],
-            'horizon': hor, 'memory': mem}
+            'horizon': hor, 'memory': mem,
+            **({'training_compiled': {**comp, 'utilisation': comp['flop_per_s'] / peak}} if comp else {})}
 
 def format_world_model(r:dict)->str:
     "The printed report"
@@ -115,6 +127,8 @@ def format_world_model(r:dict)->str:
              f"training, batch {t['batch'][0]}×{t['batch'][1]} frames    {t['seconds_per_step'] * 1e3:10.1f} ms/step   "
              f"{t['tokens_per_s']:,.0f} tokens/s   {t['frames_per_s']:,.0f} frames/s",
              f"training FLOP/s (counted)       {t['flop_per_s'] / g:10.1f} GFLOP/s = {100 * t['utilisation']:.1f}% of the matmul peak",
+             *([f"  with torch.compile             {c['seconds_per_step'] * 1e3:10.1f} ms/step = {100 * c['utilisation']:.1f}% of the peak"
+                f"   (compiling took {c['compile_seconds']:.0f} s)"] if (c := r.get('training_compiled')) else []),
              f"imagination K=64, 1 stream      {i['64']['frames_per_s']:10.1f} frames/s   (decoded: {i['64']['frames_per_s_decoded']:.1f})",
              f"imagination K=4,  1 stream      {i['4']['frames_per_s']:10.1f} frames/s   (decoded: {i['4']['frames_per_s_decoded']:.1f})",
              f"K=4 ÷ K=64 speed-up             {r['K64_over_K4']:10.1f}×",

@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_core.ipynb #ba0bbfec
 from __future__ import annotations
-import os, json, random, shutil, tempfile, importlib, contextlib
+import os, json, random, shutil, tempfile, importlib, contextlib, ctypes, sys
 from pathlib import Path
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['default_device', 'seed_everything', 'set_threads', 'atomic_write_bytes', 'atomic_write_json', 'atomic_dir',
-           'obj_name', 'import_obj', 'cli_call']
+__all__ = ['default_device', 'seed_everything', 'set_threads', 'keep_freed_memory', 'atomic_write_bytes', 'atomic_write_json',
+           'atomic_dir', 'obj_name', 'import_obj', 'cli_call']
 
 # %% ../nbs/00_core.ipynb #60ba6b05
 def default_device(prefer:str|None=None # 'cpu', 'cuda', 'cuda:1', 'mps'; None picks the best available
@@ -30,10 +30,19 @@ def seed_everything(seed:int # one seed for python, numpy and torch
 # %% ../nbs/00_core.ipynb #fb4cda92
 def set_threads(n:int|None=None # threads for torch's CPU kernels; None: $AHRI_THREADS, $OMP_NUM_THREADS, or all cores
                )->int:
-    "Set torch's intra-op thread count and return it"
+    "Set torch's intra-op thread count (and keep freed memory for reuse) and return it"
     n = n or int(os.environ.get('AHRI_THREADS') or os.environ.get('OMP_NUM_THREADS') or (os.cpu_count() or 1))
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(max(1, n)); keep_freed_memory()
     return torch.get_num_threads()
+
+def keep_freed_memory(mmap_min:int=32 * 2 ** 20, # blocks below this come from the reusable heap (glibc's maximum)
+                      trim:int=2 ** 30           # free heap kept before any is returned to the system
+                     )->bool:                    # False where the C library is not glibc
+    "Make glibc reuse freed blocks: a training step frees and reallocates the same large tensors every time"
+    if not sys.platform.startswith('linux'): return False
+    try: libc = ctypes.CDLL('libc.so.6')
+    except OSError: return False
+    return bool(libc.mallopt(-3, mmap_min)) and bool(libc.mallopt(-1, trim))   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 # %% ../nbs/00_core.ipynb #31406453
 def atomic_write_bytes(path:str|Path, # destination file

@@ -10,11 +10,11 @@ from torch import nn
 from einops import rearrange
 from .layers import Block, RotaryEmbedding
 from .flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample_tau_for_step_size,
-                       shortcut_forcing_loss, is_bootstrap)
+                       shortcut_forcing_loss, is_bootstrap, input_scale, expand_as, add_noise)
 
 # %% auto #0
 __all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'spatial_positions', 'Dynamics', 'actions_into_frames',
-           'sample_levels', 'shift_levels', 'clean_prefix', 'dynamics_loss', 'ring_world']
+           'sample_levels', 'shift_levels', 'clean_prefix', 'dynamics_loss', 'ring_world', 'error_by_level']
 
 # %% ../nbs/30_dynamics.ipynb #f0a3d009
 def latent_tokens(z:torch.Tensor,    # (B, T, C, h, w) conv latents or (B, T, N, D) token latents
@@ -186,7 +186,7 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
     if commit and cache is None: raise ValueError('commit needs a cache')
     c = cache if cache is not None else KVCache(self.n_temporal)
     if c.n_layers != self.n_temporal: raise ValueError(f"the cache has {c.n_layers} layers, the model {self.n_temporal} temporal layers")
-    h, ti = self.embed(x, tau, d, actions, act_mask), 0
+    h, ti = self.embed(x * expand_as(input_scale(tau), x), tau, d, actions, act_mask), 0   # noise-free at τ = 1 (see ahri.flow)
     for blk, temporal in zip(self.blocks, self.temporal):
         if temporal:
             h = rearrange(_temporal(blk, rearrange(h, 'b t l c -> (b l) t c'), c, ti, commit), '(b l) t c -> b t l c', b=B); ti += 1
@@ -268,3 +268,26 @@ def ring_world(g:torch.Generator, B:int=32, T:int=6, cells:int=8, D:int=4)->dict
     p = torch.stack(ps, 1)
     lat = torch.nn.functional.one_hot(p, cells).float()[..., None].expand(B, T, cells, D) * 2 - 1
     return {'latents': lat.contiguous(), 'actions': acts, 'pos': p}
+
+# %% ../nbs/30_dynamics.ipynb #501a278a
+@torch.no_grad()
+def error_by_level(model:Dynamics, latents:torch.Tensor, # (B, T, *latent_shape) clean latents (tokenizer space)
+                   actions:torch.Tensor|None=None,        # (B, T): actions[:, t] is taken at frame t
+                   taus=(1.0, 0.75, 0.5, 0.25),           # levels of the last frame to score
+                   tau_ctx:float=0.125,                   # level of the context frames (snapped to the grid)
+                   shuffle:bool=False,                    # permute the actions across the batch
+                   seed:int=0)->dict:                     # {τ: normalised MSE of the last frame's x̂₀}
+    "How well the model recovers the last frame of each clip from each noise level, given a lightly noised past"
+    was = model.training; model.eval()
+    g = torch.Generator(latents.device).manual_seed(seed)
+    x0 = model.normalize(latents.float()); B, T = x0.shape[:2]
+    acts, mask = actions_into_frames(actions)
+    if shuffle and acts is not None: acts = acts[torch.randperm(B, generator=g, device=latents.device)]
+    noise = torch.randn(x0.shape, generator=g, device=x0.device)
+    snap = lambda t: max(1, round(t * model.k_max)) / model.k_max
+    out = {}
+    for t in taus:
+        tau = torch.full((B, T), snap(tau_ctx), device=x0.device); tau[:, -1] = snap(t)
+        pred = model(add_noise(x0, noise, tau), tau, torch.full_like(tau, 1 / model.k_max), acts, mask)
+        out[float(t)] = ((pred[:, -1] - x0[:, -1]) ** 2).mean().item()
+    model.train(was); return out

@@ -11,7 +11,7 @@ import torch
 __all__ = ['signal_level', 'expand_as', 'add_noise', 'implied_noise', 'denoise_velocity', 'euler_step', 'ideal_denoiser',
            'check_pow2', 'sampling_taus', 'euler_sample', 'sample_diffusion_forcing_timesteps', 'sample_step_sizes',
            'sample_tau_for_step_size', 'step_index', 'tau_index', 'is_bootstrap', 'frame_mean', 'ramp_weight',
-           'shortcut_target', 'shortcut_forcing_loss', 'corrupt_context']
+           'shortcut_target', 'shortcut_forcing_loss', 'corrupt_context', 'input_scale']
 
 # %% ../nbs/01_flow.ipynb #90955e5d
 def signal_level(tau:torch.Tensor # our noise level, 0 = clean
@@ -223,3 +223,9 @@ def corrupt_context(x:torch.Tensor,  # context frames, (B, T, ...)
     tau = torch.full(x.shape[:2], float(tau_ctx), device=x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return add_noise(x, noise, tau), tau
+
+# %% ../nbs/01_flow.ipynb #8fda6b54
+def input_scale(tau:torch.Tensor # noise levels, 0 = clean
+               )->torch.Tensor:  # (1-τ) / ((1-τ)² + τ²): 1 at clean, 0 at pure noise
+    "Wiener gain: the factor that turns x_τ into the linear least-squares estimate of unit-variance x₀"
+    return (1 - tau) / ((1 - tau) ** 2 + tau ** 2)
