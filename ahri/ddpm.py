@@ -90,12 +90,14 @@ def diffusion_sample(model,              # model(x_t, t, **cond) -> ε or x0 pre
                      eta:float=0.,
                      pred:str='eps',
                      generator:torch.Generator|None=None,
+                     clip:float|None=None, # clamp each x0 estimate to [-clip, clip] (data known to lie there)
                      **cond)->torch.Tensor:
     "DDPM (steps=T, η=1) or DDIM (fewer steps, η=0) sampling from pure noise"
     ts, x, B = sample_timesteps(s.T, steps or s.T), noise, noise.shape[0]
     for t, tp in zip(ts[:-1], ts[1:]):
         tt, tpp = torch.full((B,), t, device=x.device), torch.full((B,), tp, device=x.device)
         x0, eps = to_x0_eps(s, x, model(x, tt, **cond), tt, pred)
+        if clip is not None: x0 = x0.clamp(-clip, clip); eps = x0_to_eps(s, x, x0, tt)   # the ε consistent with the clamped x0
         x = ddim_step(s, x, x0, eps, tt, tpp, eta, generator)
     return x
 
