@@ -10,7 +10,7 @@ from torch import nn
 from einops import rearrange
 from .layers import Block, RotaryEmbedding
 from .flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample_tau_for_step_size,
-                       shortcut_forcing_loss, is_bootstrap, input_scale, expand_as, add_noise)
+                       shortcut_forcing_loss, is_bootstrap, input_scale, expand_as, add_noise, snap_level)
 
 # %% auto #0
 __all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'spatial_positions', 'Dynamics', 'actions_into_frames',
@@ -284,10 +284,9 @@ def error_by_level(model:Dynamics, latents:torch.Tensor, # (B, T, *latent_shape)
     acts, mask = actions_into_frames(actions)
     if shuffle and acts is not None: acts = acts[torch.randperm(B, generator=g, device=latents.device)]
     noise = torch.randn(x0.shape, generator=g, device=x0.device)
-    snap = lambda t: max(1, round(t * model.k_max)) / model.k_max
     out = {}
     for t in taus:
-        tau = torch.full((B, T), snap(tau_ctx), device=x0.device); tau[:, -1] = snap(t)
+        tau = torch.full((B, T), snap_level(tau_ctx, model.k_max), device=x0.device); tau[:, -1] = snap_level(t, model.k_max)
         pred = model(add_noise(x0, noise, tau), tau, torch.full_like(tau, 1 / model.k_max), acts, mask)
         out[float(t)] = ((pred[:, -1] - x0[:, -1]) ** 2).mean().item()
     model.train(was); return out

@@ -10,8 +10,8 @@ import torch
 # %% auto #0
 __all__ = ['signal_level', 'expand_as', 'add_noise', 'implied_noise', 'denoise_velocity', 'euler_step', 'ideal_denoiser',
            'check_pow2', 'sampling_taus', 'euler_sample', 'sample_diffusion_forcing_timesteps', 'sample_step_sizes',
-           'sample_tau_for_step_size', 'step_index', 'tau_index', 'is_bootstrap', 'frame_mean', 'ramp_weight',
-           'shortcut_target', 'shortcut_forcing_loss', 'corrupt_context', 'input_scale']
+           'sample_tau_for_step_size', 'step_index', 'tau_index', 'snap_level', 'is_bootstrap', 'frame_mean',
+           'ramp_weight', 'shortcut_target', 'shortcut_forcing_loss', 'corrupt_context', 'input_scale']
 
 # %% ../nbs/01_flow.ipynb #90955e5d
 def signal_level(tau:torch.Tensor # our noise level, 0 = clean
@@ -151,6 +151,10 @@ def step_index(d:torch.Tensor)->torch.Tensor:
 def tau_index(tau:torch.Tensor, k_max:int)->torch.Tensor:
     "Index of a level on the finest grid for an embedding table: τ = index / k_max"
     return (tau * k_max).round().long()
+
+def snap_level(tau:float, k_max:int)->float:
+    "The level on the finest grid nearest to `tau`: a multiple of 1/k_max"
+    return round(tau * k_max) / k_max
 
 # %% ../nbs/01_flow.ipynb #593073f7
 def is_bootstrap(d:torch.Tensor, # dyadic step sizes

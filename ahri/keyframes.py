@@ -35,11 +35,11 @@ class Keyframes:
         t = torch.arange(T)
         for m in self.levels:
             j = torch.searchsorted(m, t, right=True).clamp(max=len(m) - 1)      # first anchor > t (or the last)
-            r = torch.where(t >= m[-1], m[-1], m[j]); l = torch.where(t >= m[-1], m[-1], m[(j - 1).clamp(min=0)])
-            l = torch.where(torch.isin(t, m), t, l); r = torch.where(torch.isin(t, m), t, r)
+            on = torch.isin(t, m)                                                # anchors are their own neighbours
+            l, r = torch.where(on, t, m[(j - 1).clamp(min=0)]), torch.where(on, t, m[j])
             span = (r - l).clamp(min=1).float()
             left.append(l); right.append(r); w.append((t - l).float() / span)
-            mask.append(torch.isin(t, m)); dist.append(torch.minimum(t - l, r - t).float())
+            mask.append(on); dist.append(torch.minimum(t - l, r - t).float())
         self.left, self.right, self.w = torch.stack(left), torch.stack(right), torch.stack(w)   # (S+1, T)
         self.mask, self.dist = torch.stack(mask), torch.stack(dist)                             # anchor mask, points to nearest anchor
         self.k = self.mask.sum(1)                                                               # K_s, anchors per level

@@ -12,9 +12,9 @@ from fastprogress.fastprogress import progress_bar
 from .core import atomic_write_bytes, cli_call
 
 # %% auto #0
-__all__ = ['random_maze', 'sdf', 'sdf_grid', 'astar', 'resample', 'chaikin', 'cell_of', 'grid_to_trajectory', 'points_in_walls',
-           'segment_hits', 'collision_stats', 'random_free_point', 'maze_problem', 'MazeProblems', 'make_mazes',
-           'save_mazes', 'load_mazes', 'ahri_mazes', 'make_maze_file']
+__all__ = ['random_maze', 'with_border', 'sdf', 'sdf_grid', 'astar', 'resample', 'chaikin', 'cell_of', 'grid_to_trajectory',
+           'points_in_walls', 'segment_hits', 'collision_stats', 'random_free_point', 'maze_problem', 'MazeProblems',
+           'make_mazes', 'save_mazes', 'load_mazes', 'ahri_mazes', 'make_maze_file']
 
 # %% ../nbs/50_maze.ipynb #83054612
 def random_maze(h:int=11, w:int=11,            # grid size in cells, each ≥ 5 (odd sizes use every row and column)
@@ -54,12 +54,17 @@ def _square_dist(pts:np.ndarray, cells:np.ndarray)->np.ndarray:
     d = np.maximum(np.maximum(lo - pts[:, None], pts[:, None] - (lo + 1)), 0)
     return np.sqrt((d ** 2).sum(-1)).min(1)
 
+def with_border(occ:np.ndarray)->np.ndarray:
+    "(H+2, W+2): the maze inside a ring of wall (cell (r, c) of the maze is (r+1, c+1) here)"
+    padded = np.ones((occ.shape[0] + 2, occ.shape[1] + 2), bool); padded[1:-1, 1:-1] = occ
+    return padded
+
 def sdf(occ:np.ndarray,   # (H, W) bool, True = wall
         pts:np.ndarray    # (..., 2) points (x, y)
        )->np.ndarray:     # (...) signed distance in cells: > 0 free, < 0 inside a wall
     "Exact signed distance from points to the walls (outside the grid is wall)"
-    H, W = occ.shape; p = np.asarray(pts, float).reshape(-1, 2)
-    padded = np.ones((H + 2, W + 2), bool); padded[1:-1, 1:-1] = occ          # a ring of wall around the grid
+    p = np.asarray(pts, float).reshape(-1, 2)
+    padded = with_border(occ)
     walls, frees = np.argwhere(padded) - 1, np.argwhere(~padded) - 1
     out = _square_dist(p, walls)
     inside = out == 0
@@ -145,10 +150,9 @@ def points_in_walls(occ:np.ndarray, pts:np.ndarray)->np.ndarray:
 def segment_hits(occ:np.ndarray, traj:np.ndarray, # (T, 2) points
                  eps:float=1e-9)->np.ndarray:       # (T-1,) bool: segment t → t+1 enters a wall
     "Exact test of each segment against the interior of every wall square (and the outside of the grid)"
-    H, W = occ.shape; p = np.asarray(traj, float)
+    p = np.asarray(traj, float)
     a, d = p[:-1, None], np.diff(p, axis=0)[:, None]                         # (S, 1, 2)
-    padded = np.ones((H + 2, W + 2), bool); padded[1:-1, 1:-1] = occ
-    lo = (np.argwhere(padded) - 1)[None, :, ::-1].astype(float)              # (1, M, 2) lower corners as (x, y)
+    lo = (np.argwhere(with_border(occ)) - 1)[None, :, ::-1].astype(float)              # (1, M, 2) lower corners as (x, y)
     lo_in, hi_in = lo + eps, lo + 1 - eps                                     # open square, shrunk by eps
     with np.errstate(divide='ignore', invalid='ignore'):
         t1, t2 = (lo_in - a) / d, (hi_in - a) / d

@@ -5,7 +5,7 @@
 # %% ../nbs/31_rollout.ipynb #c06be759
 from __future__ import annotations
 import torch
-from .flow import sampling_taus, euler_step, add_noise, check_pow2
+from .flow import sampling_taus, euler_step, add_noise, check_pow2, snap_level
 from .dynamics import KVCache, Dynamics, actions_into_frames
 
 # %% auto #0
@@ -15,7 +15,7 @@ __all__ = ['snap_tau_ctx', 'Imagination', 'imagine', 'imagine_uncached']
 def snap_tau_ctx(tau_ctx:float, k_max:int)->float:
     "τ_ctx on the model's level grid (the nearest multiple of 1/k_max), checked to be in [0, 1)"
     if not 0 <= tau_ctx < 1: raise ValueError(f"tau_ctx must be in [0, 1), got {tau_ctx}")
-    return round(tau_ctx * k_max) / k_max
+    return snap_level(tau_ctx, k_max)
 
 # %% ../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
