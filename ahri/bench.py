@@ -63,7 +63,7 @@ def matmul_peak(device=None,        # None: the best available device
     return out
 
 # %% ../nbs/09_bench.ipynb #ef52a803
-BENCHMARKS = ('matmul', 'world_model')   # world_model lives in ahri.bench_world_model (imported on demand)
+BENCHMARKS = ('matmul', 'world_model', 'planner')   # world_model and planner live in their own modules (imported on demand)
 
 def format_matmul(res:dict, device:torch.device)->str:
     "A fixed-width table of `matmul_peak`'s result"
@@ -76,11 +76,11 @@ def format_matmul(res:dict, device:torch.device)->str:
     return '\n'.join(lines)
 
 @call_parse
-def ahri_bench(what:str,                # benchmark to run: matmul or world_model
+def ahri_bench(what:str,                # benchmark to run: matmul, world_model or planner
                device:str=None,         # 'cpu', 'cuda', ... (default: the best available)
                threads:int=None,        # CPU threads (default: all cores)
                sizes:str=None,          # matmul: comma-separated matrix sizes (default: per device)
-               preset:str='tiny',       # world_model: the model size (a dynamics preset)
+               preset:str='tiny',       # world_model, planner: the model sizes (a dynamics or planner preset)
                compile:bool=False,      # world_model: also time the training step under torch.compile
                min_time:float=None,     # seconds per measurement (default: 0.3 matmul, 3 world_model)
                json_out:str=None):      # also write the results to this JSON file
@@ -88,6 +88,15 @@ def ahri_bench(what:str,                # benchmark to run: matmul or world_mode
     if what not in BENCHMARKS: raise SystemExit(f"ahri_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
     set_threads(threads)
     dev = default_device(device)
+    if what == 'planner':
+        from .planners.bench import bench_planner, format_planner
+        from .planners.train import planner_preset
+        try: p = planner_preset(preset)
+        except ValueError as e: raise SystemExit(f'ahri_bench: {e}') from None
+        res = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], min_time=min_time or 1.0)
+        print(format_planner(res, dev))
+        if json_out: atomic_write_json(json_out, {'device': str(dev), 'threads': torch.get_num_threads(), 'rows': res})
+        return
     if what == 'world_model':
         from .bench_world_model import bench_world_model, format_world_model
         try: res = bench_world_model(dev, preset, min_time or 3.0, compile=compile)
