@@ -93,7 +93,7 @@ def keyframes_for(L:int, k_min:int)->Keyframes:
 def confidence_of(anchor:torch.Tensor, L:torch.Tensor, anchor_conf:float|torch.Tensor=TEACHER)->torch.Tensor:
     "(B, T): anchor_conf on anchors, 1 on the start and the L-th point, 0 elsewhere"
     conf = anchor.float() * torch.as_tensor(anchor_conf, dtype=torch.float32)
-    conf[:, 0] = ENDPOINT; conf[torch.arange(len(L)), L - 1] = ENDPOINT
+    conf[:, 0] = ENDPOINT; conf[torch.arange(len(L), device=conf.device), L.to(conf.device) - 1] = ENDPOINT
     return conf
 
 def interp_batch(problems:dict,             # stacked maze problems (`ahri.maze.make_mazes`): occ, start, goal, traj
@@ -142,7 +142,7 @@ def _clamp(x0:torch.Tensor, xs:torch.Tensor, anchor:torch.Tensor, conf:torch.Ten
     if policy == 'none': return x0
     B, T, _ = x0.shape
     sel = anchor.clone() if policy == 'all_anchors' else torch.zeros_like(anchor)
-    sel[:, 0] = True; sel[torch.arange(B), L - 1] = True
+    sel[:, 0] = True; sel[torch.arange(B, device=sel.device), L.to(sel.device) - 1] = True
     w = (conf if soft else torch.ones_like(conf)) * sel                      # (B, T) weight of the anchor value
     w = w[..., None].expand(-1, -1, x0.shape[-1]).clone()
     if dims == 'pos': w[..., 2:] = 0
@@ -205,7 +205,7 @@ def bootstrap(b:dict, stage1, sched, p:float,  # a batch from `interp_batch`, th
         L = int(b['L'][j]); kf = keyframes_for(L, k_min)
         xs = fill(kp[n:n + 1], L)[0]
         b['x'][j, :L], b['x'][j, L:] = xs, xs[-1]
-        a = torch.zeros(T, dtype=torch.bool); a[kf.levels[-1]] = True
+        a = torch.zeros(T, dtype=torch.bool, device=b['anchor'].device); a[kf.levels[-1]] = True
         b['anchor'][j], b['level'][j] = a, kf.S
         b['conf'][j] = confidence_of(a[None], b['L'][j:j + 1], STUDENT)[0]
     return b
