@@ -11,10 +11,9 @@ import torch
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
-from ..ddpm import diffusion_sample
 from ..maze import load_mazes, astar, cell_of, segment_hits
-from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints, fix_endpoints
-from .interp import refine, fill, plan_metrics, summarize
+from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
+from .interp import refine, fill, plan_metrics, summarize, keyframes_for
 from .train import open_planner
 
 # %% auto #0
@@ -29,21 +28,25 @@ def default_base_steps(T:int)->int:
 @torch.no_grad()
 def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W), (B, 2), (B, 2) maze coordinates
                method:str='two_stage',      # 'two_stage', 'stage1' or 'baseline'
+               n_samples:int=1,             # plans per maze
                kp_steps:int=10,             # DDIM steps of stage 1
                base_steps:int|None=None,    # DDIM steps of the baseline (default: `default_base_steps`)
-               generator:torch.Generator|None=None, **refine_kw)->np.ndarray: # (B, T, 2) maze coordinates
-    "One plan per maze with one of the three methods"
+               generator:torch.Generator|None=None, **refine_kw)->np.ndarray: # (B, n_samples, T, 2) maze coordinates
+    "`n_samples` plans per maze with one of the three methods (the maze is encoded for the CNN once)"
     if method not in ('two_stage', 'stage1', 'baseline'): raise ValueError(f"method must be 'two_stage', 'stage1' or 'baseline', got {method!r}")
     hw, dev = occ.shape[1:], pl.device
     mz = maze_channels(occ).to(dev)
     st, gl = (to_unit(torch.as_tensor(np.asarray(v), dtype=torch.float32), hw).to(dev) for v in (start, goal))
-    if method == 'baseline':
-        if pl.baseline is None: raise ValueError(f"{pl.run} has no baseline (it was trained with --steps_base 0)")
-        u = sample_keypoints(pl.baseline, pl.sched, mz, st, gl, base_steps or default_base_steps(pl.p['T']), pred='x0', generator=generator)
-    else:
-        kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=generator)
-        u = fill(kp, pl.p['T']) if method == 'stage1' else refine(pl.stage2, kp, mz, st, gl, **refine_kw)
-    return from_unit(u.float(), hw).cpu().numpy()
+    if method == 'baseline' and pl.baseline is None: raise ValueError(f"{pl.run} has no baseline (it was trained with --steps_base 0)")
+    out = []
+    for _ in range(n_samples):
+        if method == 'baseline':
+            u = sample_keypoints(pl.baseline, pl.sched, mz, st, gl, base_steps or default_base_steps(pl.p['T']), pred='x0', generator=generator)
+        else:
+            kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=generator)
+            u = fill(kp, pl.p['T']) if method == 'stage1' else refine(pl.stage2, kp, mz, st, gl, **refine_kw)
+        out.append(from_unit(u.float(), hw).cpu().numpy())
+    return np.stack(out, 1)
 
 def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_size:int=64, seed:int=0,
                progress:bool=False, **kw)->dict:
@@ -57,7 +60,7 @@ def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_si
     chunks = range(0, N, batch_size)
     for i in (progress_bar(chunks) if progress else chunks):
         j = slice(i, min(i + batch_size, N))
-        for n in range(n_samples): samples[j, n] = plan_batch(pl, occ[j], mazes['start'][j], mazes['goal'][j], method, generator=g, **kw)
+        samples[j] = plan_batch(pl, occ[j], mazes['start'][j], mazes['goal'][j], method, n_samples, generator=g, **kw)
     hits = np.array([[segment_hits(occ[i], s).sum() for s in samples[i]] for i in range(N)])
     chosen = np.argmin(hits, 1)                                                  # the first with no hit, else the fewest
     return {'traj': samples[np.arange(N), chosen], 'samples': samples, 'collides': hits > 0, 'chosen': chosen}
@@ -120,7 +123,7 @@ def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=('stage1', 'two_st
     line = np.linspace(mazes['start'], mazes['goal'], T, axis=1)
     rows['straight line'] = summarize(plan_metrics(occ, line, goal, ref))
     if 'traj' in mazes and mazes['traj'].shape[1] == T:
-        kp = torch.as_tensor(mazes['traj'][:, _top(T, pl.stage1.k).numpy()], dtype=torch.float32)
+        kp = torch.as_tensor(mazes['traj'][:, keyframes_for(T, pl.stage1.k).levels[-1].numpy()], dtype=torch.float32)
         rows['A* keypoints, filled'] = summarize(plan_metrics(occ, fill(kp, T).numpy(), goal, ref))
     timing = {}
     for m in methods:
@@ -132,10 +135,6 @@ def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=('stage1', 'two_st
         rows[name] = summarize(plan_metrics(occ, r['samples'][:, 0], goal, ref))
         if n_samples > 1: rows[f'{name}, best of {n_samples}'] = summarize(plan_metrics(occ, r['traj'], goal, ref))
     return {'rows': rows, 'seconds_per_plan': timing, 'n_mazes': len(occ), 'n_samples': n_samples}
-
-def _top(T:int, k:int):
-    from ahri.planners.interp import keyframes_for
-    return keyframes_for(T, k).levels[-1]
 
 def format_table(rows:dict)->str:
     "The rows as an aligned text table (rates in %)"
@@ -190,11 +189,7 @@ def diffusion_frames(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # on
     mz = maze_channels(occ[None]).to(dev)
     st, gl = (to_unit(torch.as_tensor(np.asarray(v)[None], dtype=torch.float32), hw).to(dev) for v in (start, goal))
     seen = []
-    def model(x, t):
-        x0 = pl.stage1(fix_endpoints(x, st, gl), t, mz, st, gl); seen.append(fix_endpoints(x0.clamp(-1, 1), st, gl)); return x0
-    g = torch.Generator(device=dev).manual_seed(seed)
-    noise = torch.randn((1, pl.stage1.k, 2), generator=g, device=dev)
-    kp = fix_endpoints(diffusion_sample(model, pl.sched, noise, kp_steps, 0.0, 'x0', g, clip=1.0), st, gl)
+    kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=torch.Generator(device=dev).manual_seed(seed), trace=seen)
     T = pl.p['T']; out = []
     for i, k in enumerate(seen):
         out.append({'label': f'stage 1, DDIM step {i + 1}/{len(seen)}', 'keypoints': from_unit(k, hw)[0].cpu().numpy(),
@@ -219,7 +214,7 @@ def draw_plan(ax, occ, traj=None, start=None, goal=None, keypoints=None, ref=Non
 
 def frames_video(frames:list[dict], occ, start, goal, ref=None, size:float=3.0, hold:int=6)->np.ndarray:
     "(F, H, W, 3) uint8 video of `diffusion_frames`, the last frame held `hold` times"
-    import matplotlib; from matplotlib.figure import Figure
+    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     imgs = []
     for f in frames:

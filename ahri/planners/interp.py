@@ -8,17 +8,16 @@ import math
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 from ..layers import Block
 from ..keyframes import Keyframes, corrupt
-from ..maze import resample, segment_hits
-from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit, from_unit,
+from ..maze import resample, collision_stats
+from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit,
                                      sample_keypoints, keypoints_to_traj)
 
 # %% auto #0
 __all__ = ['TEACHER', 'STUDENT', 'ENDPOINT', 'gap_features', 'TrajDenoiser', 'keyframes_for', 'confidence_of', 'interp_batch',
-           'interp_loss', 'anneal', 'refine', 'fill', 'plan', 'bootstrap_prob', 'bootstrap', 'turning_angle',
-           'plan_metrics', 'summarize']
+           'interp_loss', 'anneal', 'refine', 'fill', 'bootstrap_prob', 'bootstrap', 'turning_angle', 'plan_metrics',
+           'summarize']
 
 # %% ../../nbs/53_interp_levels.ipynb #7a5a6e7c
 TEACHER, STUDENT, ENDPOINT = 0.95, 0.5, 1.0   # confidence of demonstration anchors, stage-1 anchors, start/goal
@@ -179,14 +178,6 @@ def fill(anchors:torch.Tensor, L:int)->torch.Tensor:
     "The straight-line fill through the sparsest anchors of horizon L: the plan of stage 1 alone"
     return keypoints_to_traj(keyframes_for(L, anchors.shape[1]), anchors)
 
-def plan(stage1, sched, stage2:TrajDenoiser, maze, start, goal, # as for the models (unit coordinates)
-         kp_steps:int=10,                   # DDIM steps of stage 1
-         generator:torch.Generator|None=None, **refine_kw)->dict:
-    "Stage-1 keypoints, their straight-line fill, and stage 2's plan (unit coordinates)"
-    kp = sample_keypoints(stage1, sched, maze, start, goal, kp_steps, pred='x0', generator=generator)
-    L = refine_kw.get('L') or stage2.T
-    return {'keypoints': kp, 'stage1': fill(kp, L), 'stage2': refine(stage2, kp, maze, start, goal, **refine_kw)}
-
 # %% ../../nbs/53_interp_levels.ipynb #d5ee8e87
 def bootstrap_prob(step:int, warmup:int=500, cap:float=0.5)->float:
     "Scheduled-sampling probability: 0 → cap linearly over `warmup` steps, then cap"
@@ -224,10 +215,9 @@ def plan_metrics(occ:np.ndarray,             # (N, H, W) walls
                  astar_len:np.ndarray|None=None # (N,) reference lengths (A*), for the length ratio
                 )->dict:                     # per-plan arrays
     "Collision, points in walls, success, length ÷ A* and mean turning angle of each plan"
-    from ahri.maze import points_in_walls
     traj = np.asarray(traj, float); goal = np.asarray(goal, float)
-    collides = np.array([segment_hits(o, t).any() for o, t in zip(occ, traj)])
-    inwall = np.array([points_in_walls(o, t).mean() for o, t in zip(occ, traj)])
+    stats = [collision_stats(o, t) for o, t in zip(occ, traj)]
+    collides, inwall = (np.array([st[k] for st in stats]) for k in ('collides', 'points_in_walls'))
     reach = np.linalg.norm(traj[:, -1] - goal, axis=-1) <= 1.0
     length = np.linalg.norm(np.diff(traj, axis=1), axis=-1).sum(1)
     out = {'collides': collides, 'points_in_walls': inwall, 'success': reach & ~collides, 'length': length,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..layers import Block
-from ..ddpm import DDPMSchedule, q_sample, diffusion_sample
+from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps
 from ..maze import sdf_grid, segment_hits, points_in_walls
 from ..keyframes import Keyframes
 
@@ -82,7 +82,7 @@ def local_features(fmap:torch.Tensor, # (B, C, H, W) a map over the maze
     return F.grid_sample(fmap, u[:, :, None, :].to(fmap.dtype), align_corners=False, padding_mode='border')[..., 0].transpose(1, 2)
 
 class KeypointDenoiser(nn.Module):
-    "ε̂(x_t, t | maze, start, goal) for K keypoints in unit coordinates; endpoints are inputs, not outputs"
+    "ε̂ or x̂0 (as trained) of K keypoints in unit coordinates, given x_t, t, maze, start and goal; endpoints are inputs, not outputs"
     def __init__(self, hw,                  # maze size (H, W) in cells
                  k:int=9,                   # keypoints, endpoints included
                  dim:int=128, depth:int=4, heads:int=4,
@@ -107,8 +107,7 @@ class KeypointDenoiser(nn.Module):
                 t:torch.Tensor,             # (B,) diffusion steps
                 maze:torch.Tensor,          # (B, 2, H, W) from `maze_channels`
                 start:torch.Tensor, goal:torch.Tensor # (B, 2) unit coordinates
-               )->torch.Tensor:             # (B, K, 2) ε̂
-        B = x.shape[0]
+               )->torch.Tensor:             # (B, K, 2) ε̂ or x̂0
         head = torch.stack([self.t_mlp(timestep_embedding(t, self.dim)), self.endpoint(start), self.endpoint(goal)], 1) + self.kind
         fmap = self.maze.features(maze, start, goal)
         kp = self.inp(x) + self.idx
@@ -148,11 +147,16 @@ def sample_keypoints(model:KeypointDenoiser, sched:DDPMSchedule,
                      steps:int=20,          # DDIM steps (sched.T with eta=1 for ancestral DDPM)
                      eta:float=0.0,
                      pred:str='eps',        # what the model was trained to predict
-                     generator:torch.Generator|None=None)->torch.Tensor: # (B, K, 2) unit coordinates
+                     generator:torch.Generator|None=None,
+                     trace:list|None=None   # if given, each step's x̂₀ (clipped, endpoints fixed) is appended to it
+                    )->torch.Tensor:        # (B, K, 2) unit coordinates
     "DDIM sampling of the keypoints with the endpoints held fixed and every x̂₀ kept inside the maze"
     B, dev = start.shape[0], start.device
     noise = torch.randn((B, model.k, 2), generator=generator, device=dev)
-    f = lambda x, t, **c: model(fix_endpoints(x, start, goal), t, maze, start, goal)
+    def f(x, t, **c):
+        out = model(fix_endpoints(x, start, goal), t, maze, start, goal)
+        if trace is not None: trace.append(fix_endpoints(to_x0_eps(sched, x, out, t, pred)[0].clamp(-1, 1), start, goal))
+        return out
     return fix_endpoints(diffusion_sample(f, sched, noise, steps, eta, pred, generator, clip=1.0), start, goal)
 
 def keypoints_to_traj(kf:Keyframes, kp:torch.Tensor)->torch.Tensor:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json, time
 from pathlib import Path
 from types import SimpleNamespace
-import numpy as np
 import torch
 from fastcore.script import call_parse
 from ..core import seed_everything, set_threads, cli_call
@@ -46,11 +45,14 @@ def fresh_mazes(size:int, T:int, batch_size:int, wall_density:float=0.7):
 def _stream(fn_problems, to_batch, seed:int)->RandomBatches:
     return RandomBatches(lambda g: to_batch(fn_problems(g), g), seed=seed)
 
+def _config(p:dict, a:SimpleNamespace, steps:int)->TrainConfig:
+    return TrainConfig(steps=steps, lr=p['lr'], warmup=min(p['warmup'], steps // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
+
 def train_stage1(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
     "Keypoint DDPM (x0-prediction) on fresh mazes"
     kf = Keyframes(p['T'], p['k']); sched = DDPMSchedule(p['diffusion_steps'])
     model = KeypointDenoiser((p['size'], p['size']), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'], cnn_layers=p['cnn_layers'])
-    cfg = TrainConfig(steps=p['steps1'], lr=p['lr'], warmup=min(p['warmup'], p['steps1'] // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
+    cfg = _config(p, a, p['steps1'])
     data = _stream(fresh_mazes(p['size'], p['T'], p['batch_size'], a.wall_density), lambda pr, g: keypoint_batch(pr, kf), a.seed + 1)
     return Learner(model, keypoint_loss(sched, 'x0'), data, cfg, run_dir=run / 'stage1', device=a.device, progress=progress,
                    run_info={'kind': 'planner_stage1', 'pred': 'x0', **p}).fit()
@@ -68,7 +70,7 @@ def train_stage2(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
     s1 = open_checkpoint(run / 'stage1', device=a.device).model if a.bootstrap_cap > 0 else None
     sched = DDPMSchedule(p['diffusion_steps'])
     model = TrajDenoiser((p['size'], p['size']), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=a.causal, cnn_layers=p['cnn_layers'])
-    cfg = TrainConfig(steps=p['steps2'], lr=p['lr'], warmup=min(p['warmup'], p['steps2'] // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
+    cfg = _config(p, a, p['steps2'])
     def to_batch(pr, g):
         mode = modes[int(torch.randint(len(modes), (1,), generator=g))]
         hz = (max(p['k'], p['T'] // 2), p['T']) if a.causal else None
@@ -82,7 +84,7 @@ def train_baseline(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
     kf = Keyframes(p['T'], p['T']); sched = DDPMSchedule(p['diffusion_steps'])
     model = KeypointDenoiser((p['size'], p['size']), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
                              local=False, cnn_layers=p['cnn_layers'])
-    cfg = TrainConfig(steps=p['steps_base'], lr=p['lr'], warmup=min(p['warmup'], p['steps_base'] // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
+    cfg = _config(p, a, p['steps_base'])
     data = _stream(fresh_mazes(p['size'], p['T'], p['batch_size'] // 2, a.wall_density), lambda pr, g: keypoint_batch(pr, kf), a.seed + 3)
     return Learner(model, keypoint_loss(sched, 'x0'), data, cfg, run_dir=run / 'baseline', device=a.device, progress=progress,
                    run_info={'kind': 'planner_baseline', 'pred': 'x0', **p}).fit()
