@@ -14,7 +14,7 @@ from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
 from ..maze import load_mazes, astar, cell_of, segment_hits
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
 from .interp import refine, fill, plan_metrics, summarize, keyframes_for
-from .train import open_planner
+from .train import open_planner, planner_hw
 
 # %% auto #0
 __all__ = ['default_base_steps', 'plan_batch', 'plan_mazes', 'ahri_plan', 'plan_file', 'astar_lengths', 'evaluate_planner',
@@ -53,7 +53,7 @@ def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_si
     "Plans for every maze of a maze file: `traj` (N, T, 2) chosen, `samples` (N, n, T, 2), `collides` (N, n), `chosen` (N,)"
     if n_samples < 1: raise ValueError(f"--n_samples must be ≥ 1, got {n_samples}")
     occ, N = np.asarray(mazes['occ'], bool), len(mazes['occ'])
-    size = (pl.p['size'], pl.p['size'])
+    size = planner_hw(pl.p)
     if occ.shape[1:] != size: raise ValueError(f"the planner was trained on {size[0]}×{size[1]} mazes; these are {occ.shape[1]}×{occ.shape[2]}")
     g = torch.Generator(device=pl.device).manual_seed(seed)
     samples = np.zeros((N, n_samples, pl.p['T'], 2), np.float32)

@@ -18,8 +18,8 @@ from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss
 from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstrap_prob
 
 # %% auto #0
-__all__ = ['PLANNER_PRESETS', 'TRAIN_SEED_BASE', 'planner_preset', 'fresh_mazes', 'train_stage1', 'stage2_loss', 'train_stage2',
-           'train_baseline', 'ahri_train_planner', 'train_planner', 'open_planner']
+__all__ = ['PLANNER_PRESETS', 'TRAIN_SEED_BASE', 'planner_preset', 'fresh_mazes', 'planner_hw', 'train_stage1', 'stage2_loss',
+           'train_stage2', 'train_baseline', 'ahri_train_planner', 'train_planner', 'train_stages', 'open_planner']
 
 # %% ../../nbs/54_train_planner.ipynb #dc164f98
 PLANNER_PRESETS = {
@@ -42,18 +42,26 @@ def fresh_mazes(size:int, T:int, batch_size:int, wall_density:float=0.7):
     return fn
 
 # %% ../../nbs/54_train_planner.ipynb #46d26035
+def planner_hw(p:dict)->tuple:
+    "The maze size (H, W) in cells of planner settings `p` (square `size` unless `hw` is given)"
+    return tuple(p['hw']) if p.get('hw') else (p['size'], p['size'])
+
+def _problems(p:dict, a:SimpleNamespace, source, batch_size:int):
+    "fn(generator) → problems: `source(batch_size)` if given, else fresh random mazes"
+    return source(batch_size) if source is not None else fresh_mazes(p['size'], p['T'], batch_size, a.wall_density)
+
 def _stream(fn_problems, to_batch, seed:int)->RandomBatches:
     return RandomBatches(lambda g: to_batch(fn_problems(g), g), seed=seed)
 
 def _config(p:dict, a:SimpleNamespace, steps:int)->TrainConfig:
     return TrainConfig(steps=steps, lr=p['lr'], warmup=min(p['warmup'], steps // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
 
-def train_stage1(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
-    "Keypoint DDPM (x0-prediction) on fresh mazes"
+def train_stage1(run:Path, p:dict, a:SimpleNamespace, progress:bool, source=None)->Learner:
+    "Keypoint DDPM (x0-prediction) on fresh mazes (or on `source(batch_size)`'s problems)"
     kf = Keyframes(p['T'], p['k']); sched = DDPMSchedule(p['diffusion_steps'])
-    model = KeypointDenoiser((p['size'], p['size']), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'], cnn_layers=p['cnn_layers'])
+    model = KeypointDenoiser(planner_hw(p), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'], cnn_layers=p['cnn_layers'])
     cfg = _config(p, a, p['steps1'])
-    data = _stream(fresh_mazes(p['size'], p['T'], p['batch_size'], a.wall_density), lambda pr, g: keypoint_batch(pr, kf), a.seed + 1)
+    data = _stream(_problems(p, a, source, p['batch_size']), lambda pr, g: keypoint_batch(pr, kf), a.seed + 1)
     return Learner(model, keypoint_loss(sched, 'x0'), data, cfg, run_dir=run / 'stage1', device=a.device, progress=progress,
                    run_info={'kind': 'planner_stage1', 'pred': 'x0', **p}).fit()
 
@@ -64,28 +72,28 @@ def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:flo
         return interp_loss(model, b)
     return loss
 
-def train_stage2(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
+def train_stage2(run:Path, p:dict, a:SimpleNamespace, progress:bool, source=None)->Learner:
     "Interpolation-level denoiser, a corruption mode drawn per batch, bootstrapped on stage 1"
     modes = a.modes.split(',')
     s1 = open_checkpoint(run / 'stage1', device=a.device).model if a.bootstrap_cap > 0 else None
     sched = DDPMSchedule(p['diffusion_steps'])
-    model = TrajDenoiser((p['size'], p['size']), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=a.causal, cnn_layers=p['cnn_layers'])
+    model = TrajDenoiser(planner_hw(p), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=a.causal, cnn_layers=p['cnn_layers'])
     cfg = _config(p, a, p['steps2'])
     def to_batch(pr, g):
         mode = modes[int(torch.randint(len(modes), (1,), generator=g))]
         hz = (max(p['k'], p['T'] // 2), p['T']) if a.causal else None
         return interp_batch(pr, p['T'], p['k'], mode, horizons=hz, generator=g)
-    data = _stream(fresh_mazes(p['size'], p['T'], p['batch_size'] // 2, a.wall_density), to_batch, a.seed + 2)
+    data = _stream(_problems(p, a, source, p['batch_size'] // 2), to_batch, a.seed + 2)
     return Learner(model, stage2_loss(s1, sched, p['steps2'] // 4, a.bootstrap_cap), data, cfg, run_dir=run / 'stage2', device=a.device,
                    progress=progress, run_info={'kind': 'planner_stage2', **p, 'modes': modes, 'bootstrap_cap': a.bootstrap_cap}).fit()
 
-def train_baseline(run:Path, p:dict, a:SimpleNamespace, progress:bool)->Learner:
+def train_baseline(run:Path, p:dict, a:SimpleNamespace, progress:bool, source=None)->Learner:
     "Full-sequence DDPM over all T points with start/goal inpainting, predicting x0 (the Diffuser recipe for Maze2D)"
     kf = Keyframes(p['T'], p['T']); sched = DDPMSchedule(p['diffusion_steps'])
-    model = KeypointDenoiser((p['size'], p['size']), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
+    model = KeypointDenoiser(planner_hw(p), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
                              local=False, cnn_layers=p['cnn_layers'])
     cfg = _config(p, a, p['steps_base'])
-    data = _stream(fresh_mazes(p['size'], p['T'], p['batch_size'] // 2, a.wall_density), lambda pr, g: keypoint_batch(pr, kf), a.seed + 3)
+    data = _stream(_problems(p, a, source, p['batch_size'] // 2), lambda pr, g: keypoint_batch(pr, kf), a.seed + 3)
     return Learner(model, keypoint_loss(sched, 'x0'), data, cfg, run_dir=run / 'baseline', device=a.device, progress=progress,
                    run_info={'kind': 'planner_baseline', 'pred': 'x0', **p}).fit()
 
@@ -127,13 +135,16 @@ def train_planner(args:dict)->Path:
     set_threads(a.threads)
     run = prepare_run(a.out, args, a.overwrite, ignore=('quiet', 'threads', 'overwrite', 'out', 'device'))   # a moved run still resumes
     (run / 'planner.json').write_text(json.dumps(p, indent=1))
-    progress = not a.quiet
+    return train_stages(run, p, a, not a.quiet)
+
+def train_stages(run:Path, p:dict, a:SimpleNamespace, progress:bool, source=None)->Path:
+    "Stage 1, stage 2 and the baseline in turn, each resuming; stops after a stage that was interrupted"
     t0 = time.time()
     for name, fn, n in (('stage 1', train_stage1, p['steps1']), ('stage 2', train_stage2, p['steps2']), ('baseline', train_baseline, p['steps_base'])):
         if n <= 0: continue
         if progress: print(f"{name}: {n} steps")
         seed_everything(a.seed)
-        if fn(run, p, a, progress).step < n:                        # stopped (SIGTERM): the next stage needs this one finished
+        if fn(run, p, a, progress, source).step < n:                        # stopped (SIGTERM): the next stage needs this one finished
             print(f"{name} stopped; rerun the same command to resume"); return run
     if progress: print(f"{run}: trained in {time.time() - t0:.0f} s this session")
     return run
