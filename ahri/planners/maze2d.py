@@ -15,7 +15,7 @@ from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
 from ..learner import prepare_run
 from ..maze import astar, cell_of, grid_to_trajectory, resample, segment_hits, points_in_walls
-from .train import train_stages, open_planner, planner_hw
+from .train import train_stages, stage_settings, open_planner
 from .evaluate import plan_batch, draw_plan
 
 # %% auto #0
@@ -291,12 +291,7 @@ def train_maze2d(args:dict)->Path:
     if not a.out: raise ValueError('--out RUN is required (the run folder)')
     L = maze2d_layout(a.layout)
     if a.dataset_steps < 1000: raise ValueError(f"--dataset_steps must be ≥ 1000, got {a.dataset_steps}")
-    for m in a.modes.split(','):
-        if m not in ('interp', 'noise', 'index'): raise ValueError(f"--modes takes interp, noise and index, got {m!r}")
-    p = dict(MAZE2D_PRESET, hw=list(L.occ.shape), size=int(max(L.occ.shape)), layout=a.layout)
-    for k in ('T', 'steps1', 'steps2', 'steps_base', 'batch_size'):
-        if getattr(a, k) is not None: p[k] = getattr(a, k)
-    if p['T'] < p['k']: raise ValueError(f"--T must be ≥ {p['k']} (the keypoints), got {p['T']}")
+    p = stage_settings(dict(MAZE2D_PRESET, hw=list(L.occ.shape), size=int(max(L.occ.shape)), layout=a.layout), a)
     set_threads(a.threads)
     run = prepare_run(a.out, args, a.overwrite, ignore=('quiet', 'threads', 'overwrite', 'out', 'device'))
     f = run / 'dataset.npz'

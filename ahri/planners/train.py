@@ -19,7 +19,8 @@ from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstra
 
 # %% auto #0
 __all__ = ['PLANNER_PRESETS', 'TRAIN_SEED_BASE', 'planner_preset', 'fresh_mazes', 'planner_hw', 'train_stage1', 'stage2_loss',
-           'train_stage2', 'train_baseline', 'ahri_train_planner', 'train_planner', 'train_stages', 'open_planner']
+           'train_stage2', 'train_baseline', 'ahri_train_planner', 'train_planner', 'stage_settings', 'train_stages',
+           'open_planner']
 
 # %% ../../nbs/54_train_planner.ipynb #dc164f98
 PLANNER_PRESETS = {
@@ -124,18 +125,21 @@ def train_planner(args:dict)->Path:
     "The body of `ahri_train_planner`, given its arguments as a dict; returns the run folder"
     a = SimpleNamespace(**args)
     if not a.out: raise ValueError('--out RUN is required (the run folder)')
-    p = dict(planner_preset(a.preset))
-    for k in ('size', 'T', 'steps1', 'steps2', 'steps_base', 'batch_size'):
-        if getattr(a, k) is not None: p[k] = getattr(a, k)
+    p = stage_settings(planner_preset(a.preset), a)
     if p['size'] < 5: raise ValueError(f"--size must be ≥ 5 cells, got {p['size']}")
-    if p['T'] < p['k']: raise ValueError(f"--T must be ≥ {p['k']} (the keypoints), got {p['T']}")
-    for m in a.modes.split(','):
-        if m not in ('interp', 'noise', 'index'): raise ValueError(f"--modes takes interp, noise and index, got {m!r}")
-    if not 0 <= a.bootstrap_cap <= 1: raise ValueError(f"--bootstrap_cap must be in [0, 1], got {a.bootstrap_cap}")
     set_threads(a.threads)
     run = prepare_run(a.out, args, a.overwrite, ignore=('quiet', 'threads', 'overwrite', 'out', 'device'))   # a moved run still resumes
     (run / 'planner.json').write_text(json.dumps(p, indent=1))
     return train_stages(run, p, a, not a.quiet)
+
+def stage_settings(p:dict, a:SimpleNamespace)->dict:
+    "Planner settings `p` with the command's overrides (those not None), and the stage options checked"
+    p = {**p, **{k: getattr(a, k) for k in ('size', 'T', 'steps1', 'steps2', 'steps_base', 'batch_size') if getattr(a, k, None) is not None}}
+    if p['T'] < p['k']: raise ValueError(f"--T must be ≥ {p['k']} (the keypoints), got {p['T']}")
+    for m in a.modes.split(','):
+        if m not in ('interp', 'noise', 'index'): raise ValueError(f"--modes takes interp, noise and index, got {m!r}")
+    if not 0 <= a.bootstrap_cap <= 1: raise ValueError(f"--bootstrap_cap must be in [0, 1], got {a.bootstrap_cap}")
+    return p
 
 def train_stages(run:Path, p:dict, a:SimpleNamespace, progress:bool, source=None)->Path:
     "Stage 1, stage 2 and the baseline in turn, each resuming; stops after a stage that was interrupted"
