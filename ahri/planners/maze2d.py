@@ -234,7 +234,9 @@ def planner_maker(pl, occ:np.ndarray, method:str='two_stage', n_samples:int=1, s
     def make(pos, goal):
         s = plan_batch(pl, occ[None], pos[None], goal[None], method, n_samples, generator=g, **kw)[0]
         hits = [segment_hits(occ, p).sum() for p in s]
+        make.collided.append(min(hits) > 0)                                # the followed plan crosses a wall
         return PathFollower(s[int(np.argmin(hits))], **(follow_kw or {}))
+    make.collided = []
     return make
 
 MAZE2D_METHODS = ('expert', 'astar', 'stage1', 'two_stage', 'baseline')
@@ -254,7 +256,8 @@ def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:i
         rows[m] = {'R': float(R.mean()), 'score': float(normalized_score(R, name).mean()),
                    'score_se': float(normalized_score(R, name).std() / np.sqrt(len(R))), 'success': float((first > 0).mean()),
                    'first': float(first[first > 0].mean()) if (first > 0).any() else float('nan'),
-                   'plan_ms': 1000 * float(np.mean([r['plan_s'] for r in res]))}
+                   'plan_ms': 1000 * float(np.mean([r['plan_s'] for r in res])),
+                   'plan_collide': float(np.mean(make.collided)) if hasattr(make, 'collided') else float('nan')}
     if 'expert' in rows:
         lo, hi = MAZE2D[name]['ref_min'], rows['expert']['R']
         for r in rows.values(): r['vs_expert'] = 100 * (r['R'] - lo) / (hi - lo)
@@ -338,16 +341,17 @@ def eval_maze2d_file(a:dict)->dict:
     return res
 
 def format_maze2d(results:dict)->str:
-    "A table of {layout: rows}: normalized score (± s.e.), vs expert, success, first reach, planning ms; mean over layouts"
+    "A table of {layout: rows}: normalized score (± s.e.), vs expert, success, first reach, plans crossing walls; mean score"
     names = list(results); ms = list(dict.fromkeys(m for r in results.values() for m in r))
-    head = f"{'method':<12}" + ''.join(f"{n:>26}" for n in names) + (f"{'mean':>9}" if len(names) > 1 else '')
-    lines = [head, ' ' * 12 + ''.join(f"{'score   vs exp succ  first':>26}" for _ in names)]
+    head = f"{'method':<12}" + ''.join(f"{n:>32}" for n in names) + (f"{'mean':>9}" if len(names) > 1 else '')
+    lines = [head, ' ' * 12 + ''.join(f"{'score   vs exp succ  first coll':>32}" for _ in names) + (f"{'score':>9}" if len(names) > 1 else '')]
     for m in ms:
         cells, sc = '', []
         for n in names:
             r = results[n].get(m)
-            if r is None: cells += f"{'—':>26}"; continue
-            sc.append(r['score'])
-            cells += f"{r['score']:>7.1f}±{r['score_se']:<4.1f}{r.get('vs_expert', float('nan')):>6.1f}{r['success']:>5.0%}{r['first']:>6.0f}"
+            if r is None: cells += f"{'—':>32}"; continue
+            sc.append(r['score']); c = r.get('plan_collide', float('nan'))
+            cells += (f"{r['score']:>7.1f}±{r['score_se']:<4.1f}{r.get('vs_expert', float('nan')):>6.1f}{r['success']:>5.0%}{r['first']:>6.0f}"
+                      + (f"{c:>6.0%}" if c == c else f"{'-':>6}"))
         lines.append(f"{m:<12}{cells}" + (f"{np.mean(sc):>9.1f}" if len(names) > 1 and len(sc) == len(names) else ''))
     return '\n'.join(lines)
