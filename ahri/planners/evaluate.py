@@ -17,8 +17,9 @@ from .interp import refine, fill, plan_metrics, summarize, keyframes_for
 from .train import open_planner, planner_hw
 
 # %% auto #0
-__all__ = ['default_base_steps', 'plan_batch', 'plan_mazes', 'ahri_plan', 'plan_file', 'astar_lengths', 'evaluate_planner',
-           'format_table', 'ahri_eval_planner', 'eval_file', 'diffusion_frames', 'draw_plan', 'frames_video']
+__all__ = ['default_base_steps', 'plan_batch', 'wall_hits', 'plan_mazes', 'ahri_plan', 'plan_file', 'astar_lengths',
+           'evaluate_planner', 'format_table', 'ahri_eval_planner', 'eval_file', 'diffusion_frames', 'draw_plan',
+           'frames_video']
 
 # %% ../../nbs/55_plan_eval.ipynb #f8e0caed
 def default_base_steps(T:int)->int:
@@ -48,6 +49,10 @@ def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W
         out.append(from_unit(u.float(), hw).cpu().numpy())
     return np.stack(out, 1)
 
+def wall_hits(occ:np.ndarray, samples:np.ndarray)->np.ndarray: # (N, n) segments crossing a wall
+    "For plans (N, n, T, 2) sampled in mazes (N, H, W): how many segments of each cross a wall"
+    return np.array([[segment_hits(o, s).sum() for s in ss] for o, ss in zip(occ, samples)])
+
 def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_size:int=64, seed:int=0,
                progress:bool=False, **kw)->dict:
     "Plans for every maze of a maze file: `traj` (N, T, 2) chosen, `samples` (N, n, T, 2), `collides` (N, n), `chosen` (N,)"
@@ -61,7 +66,7 @@ def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_si
     for i in (progress_bar(chunks) if progress else chunks):
         j = slice(i, min(i + batch_size, N))
         samples[j] = plan_batch(pl, occ[j], mazes['start'][j], mazes['goal'][j], method, n_samples, generator=g, **kw)
-    hits = np.array([[segment_hits(occ[i], s).sum() for s in samples[i]] for i in range(N)])
+    hits = wall_hits(occ, samples)
     chosen = np.argmin(hits, 1)                                                  # the first with no hit, else the fewest
     return {'traj': samples[np.arange(N), chosen], 'samples': samples, 'collides': hits > 0, 'chosen': chosen}
 
