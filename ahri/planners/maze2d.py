@@ -336,8 +336,8 @@ def format_maze2d(results:dict)->str:
         for n in names:
             r = results[n].get(m)
             if r is None: cells += f"{'—':>32}"; continue
-            sc.append(r['score']); c = r.get('plan_collide', float('nan'))
-            cells += (f"{r['score']:>7.1f}±{r['score_se']:<4.1f}{r.get('vs_expert', float('nan')):>6.1f}{r['success']:>5.0%}{r['first']:>6.0f}"
-                      + (f"{c:>6.0%}" if c == c else f"{'-':>6}"))
+            sc.append(r['score']); c, v = r.get('plan_collide', float('nan')), r.get('vs_expert', float('nan'))
+            cells += (f"{r['score']:>7.1f}±{r['score_se']:<4.1f}" + (f"{v:>6.1f}" if v == v else f"{'-':>6}")
+                      + f"{r['success']:>5.0%}{r['first']:>6.0f}" + (f"{c:>6.0%}" if c == c else f"{'-':>6}"))
         lines.append(f"{m:<12}{cells}" + (f"{np.mean(sc):>9.1f}" if len(names) > 1 and len(sc) == len(names) else ''))
     return '\n'.join(lines)
