@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..layers import Block
-from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps
+from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps, x0_to_eps
 from ..maze import sdf_grid, segment_hits, points_in_walls
 from ..keyframes import Keyframes
 
@@ -148,14 +148,20 @@ def sample_keypoints(model:KeypointDenoiser, sched:DDPMSchedule,
                      eta:float=0.0,
                      pred:str='eps',        # what the model was trained to predict
                      generator:torch.Generator|None=None,
-                     trace:list|None=None   # if given, each step's x̂₀ (clipped, endpoints fixed) is appended to it
+                     trace:list|None=None,  # if given, each step's x̂₀ (clipped, endpoints fixed, guided) is appended to it
+                     guide=None             # guide(x̂₀) → x̂₀: a correction applied to every estimate before its DDIM step
                     )->torch.Tensor:        # (B, K, 2) unit coordinates
     "DDIM sampling of the keypoints with the endpoints held fixed and every x̂₀ kept inside the maze"
     B, dev = start.shape[0], start.device
     noise = torch.randn((B, model.k, 2), generator=generator, device=dev)
     def f(x, t, **c):
         out = model(fix_endpoints(x, start, goal), t, maze, start, goal)
-        if trace is not None: trace.append(fix_endpoints(to_x0_eps(sched, x, out, t, pred)[0].clamp(-1, 1), start, goal))
+        if trace is None and guide is None: return out
+        x0 = fix_endpoints(to_x0_eps(sched, x, out, t, pred)[0].clamp(-1, 1), start, goal)
+        if guide is not None:
+            x0 = fix_endpoints(guide(x0), start, goal)
+            out = x0 if pred == 'x0' else x0_to_eps(sched, x, x0, t)
+        if trace is not None: trace.append(x0)
         return out
     return fix_endpoints(diffusion_sample(f, sched, noise, steps, eta, pred, generator, clip=1.0), start, goal)
 
