@@ -13,7 +13,7 @@ from ..maze import with_border
 from .interp import fill
 
 # %% auto #0
-__all__ = ['sdf_maps', 'wall_distance', 'densify', 'wall_cost', 'descend', 'WallGuide']
+__all__ = ['sdf_maps', 'wall_distance', 'densify', 'densify_t', 'path_matrix', 'guide_maps', 'wall_cost', 'descend', 'WallGuide']
 
 # %% ../../nbs/55_wall_guidance.ipynb #ad9ce096
 def _box_distance(p:torch.Tensor, centres:torch.Tensor)->torch.Tensor: # (N, 2), (C, 2) -> (N, C)
@@ -55,7 +55,7 @@ def sdf_maps(occ:np.ndarray,          # (N, H, W) bool walls
     out = torch.where(to_wall > 0, to_wall, -to_free).reshape(N, 1, H * res, W * res)
     return out.to(device) if device is not None else out
 
-def wall_distance(maps:torch.Tensor,  # (B, 1, h, w) from `sdf_maps`
+def wall_distance(maps:torch.Tensor,  # (B, C, h, w) from `sdf_maps` or `guide_maps` (channel 0 is read)
                   u:torch.Tensor      # (B, n, 2) points in unit coordinates (`to_unit`)
                  )->torch.Tensor:     # (B, n) signed distance in cells, bilinear
     "The signed distance to the walls at points of plans, differentiable in the points"
@@ -68,49 +68,76 @@ def densify(u:torch.Tensor, n:int=4)->torch.Tensor: # (B, T, 2) -> (B, (T-1)·n 
     w = torch.arange(n, dtype=u.dtype, device=u.device) / n
     return torch.cat([(a[:, :, None] + (b - a)[:, :, None] * w[:, None]).flatten(1, 2), u[:, -1:]], 1)
 
-def wall_cost(maps:torch.Tensor, u:torch.Tensor, # from `sdf_maps`; (B, T, 2) plans in unit coordinates
+def densify_t(g:torch.Tensor, n:int=4)->torch.Tensor: # (B, (T-1)·n + 1, 2) -> (B, T, 2)
+    "The transpose of `densify`: gradients on the dense points, gathered onto the plan's points"
+    B, m, d = g.shape; T = (m - 1) // n + 1
+    w = (torch.arange(n, dtype=g.dtype, device=g.device) / n)[:, None]
+    seg = g[:, :-1].reshape(B, T - 1, n, d)
+    out = torch.zeros(B, T, d, dtype=g.dtype, device=g.device)
+    out[:, :-1] += (seg * (1 - w)).sum(2); out[:, 1:] += (seg * w).sum(2); out[:, -1] += g[:, -1]
+    return out
+
+@lru_cache(maxsize=16)
+def _path_matrix(T:int, k:int, n:int)->torch.Tensor:
+    return densify(fill(torch.eye(k)[:, :, None], T), n)[..., 0].T.contiguous()
+
+def path_matrix(T:int, k:int, n:int=4, device=None)->torch.Tensor: # ((T-1)·n + 1, k)
+    "The linear map from k keypoints to the densified straight-line fill through them at T points"
+    return _path_matrix(T, k, n).to(device or 'cpu')
+
+def guide_maps(occ:np.ndarray, res:int=8, device=None)->torch.Tensor: # (N, 3, H·res, W·res)
+    "`sdf_maps` with its gradient in unit coordinates (central differences) as channels 1 (x) and 2 (y)"
+    d = sdf_maps(occ, res, device)
+    gy, gx = torch.gradient(d[:, 0], dim=(1, 2))                       # per map sample
+    h, w = d.shape[-2:]
+    return torch.cat([d, (gx * w / 2)[:, None], (gy * h / 2)[:, None]], 1)
+
+def wall_cost(maps:torch.Tensor, u:torch.Tensor, # from `sdf_maps` or `guide_maps`; (B, T, 2) plans in unit coordinates
               margin:float=0.1,      # clearance in cells the cost asks for
               n:int=4                # points per segment
              )->torch.Tensor:        # (B,)
     "Sum over the densified plan of the squared shortfall of the wall distance below `margin`"
     return (margin - wall_distance(maps, densify(u, n))).clamp(min=0).pow(2).sum(-1)
 
-def descend(maps:torch.Tensor, u:torch.Tensor, # from `sdf_maps`; (B, K, 2) variables in unit coordinates
+def descend(maps:torch.Tensor, u:torch.Tensor, # from `guide_maps`; (B, K, 2) variables in unit coordinates
             lr:float=0.01,           # step per unit gradient
             iters:int=20,            # gradient steps
-            margin:float=0.1,
-            to_path=None             # fn(u) → (B, T, 2) the plan the cost is measured on (None: u itself)
+            margin:float=0.1,        # clearance in cells
+            A:torch.Tensor|None=None,# (m, K): dense points = A @ u (`path_matrix`); None: `densify(u)`
+            n:int=4                  # points per segment when A is None
            )->torch.Tensor:          # (B, K, 2), first and last points unchanged
     "Gradient descent of the wall cost with the endpoints held"
-    u = u.detach()
-    with torch.enable_grad():
-        for _ in range(iters):
-            v = u.clone().requires_grad_(True)
-            g, = torch.autograd.grad(wall_cost(maps, v if to_path is None else to_path(v), margin).sum(), v)
-            g[:, 0] = 0; g[:, -1] = 0
-            u = (v - lr * g).detach()
+    if maps.shape[1] != 3: raise ValueError(f"descend needs maps with gradient channels (guide_maps), got {maps.shape[1]} channel(s)")
+    u = u.detach().clone()
+    for _ in range(iters):
+        q = densify(u, n) if A is None else A @ u
+        s = F.grid_sample(maps, q[:, None].to(maps.dtype), mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+        gq = (-2 * (margin - s[:, 0]).clamp(min=0))[..., None] * s[:, 1:].transpose(1, 2)   # d cost / d point
+        g = densify_t(gq, n) if A is None else A.T @ gq
+        g[:, 0] = 0; g[:, -1] = 0
+        u = u - lr * g
     return u
 
 # %% ../../nbs/55_wall_guidance.ipynb #bb56d1f6
 @dataclass
 class WallGuide:
     "Wall guidance: gradient steps on every DDIM estimate, then on the final plan"
-    scale:float=0.01        # step size on each estimate (unit coordinates per unit gradient)
-    iters:int=5             # gradient steps on each DDIM estimate (0: no guidance while sampling)
+    scale:float=0.005       # step size on each estimate (unit coordinates per unit gradient)
+    iters:int=10            # gradient steps on each DDIM estimate (0: no guidance while sampling)
     repair_lr:float=0.01    # step size on the final plan
     repair_iters:int=20     # gradient steps on the final plan (0: no repair)
     margin:float=0.1        # clearance in cells the cost asks for
     res:int=8               # map samples per cell side
 
     def maps(self, occ:np.ndarray, device=None)->torch.Tensor:
-        "The signed-distance maps of mazes (N, H, W)"
-        return sdf_maps(occ, self.res, device)
+        "The signed-distance maps, with gradient channels, of mazes (N, H, W)"
+        return guide_maps(occ, self.res, device)
 
     def on_estimates(self, maps:torch.Tensor, T:int|None=None):
         "guide(x̂₀) → x̂₀ for `sample_keypoints`: keypoints judged by their fill to T points, or (T None) the plan itself"
         if self.iters <= 0: return None
-        path = (lambda v: fill(v, T)) if T else None
-        return lambda x0: descend(maps, x0, self.scale, self.iters, self.margin, path)
+        A = lambda x0: path_matrix(T, x0.shape[1], device=x0.device).to(x0.dtype) if T else None
+        return lambda x0: descend(maps, x0, self.scale, self.iters, self.margin, A(x0))
 
     def repair(self, maps:torch.Tensor, u:torch.Tensor)->torch.Tensor:
         "The final plans (B, T, 2), unit coordinates, moved out of the walls"
