@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from ..bench import time_fn
 from ..ddpm import DDPMSchedule
-from .keypoints import KeypointDenoiser, sample_keypoints
-from .interp import TrajDenoiser, refine
-from .evaluate import default_base_steps
+from .keypoints import KeypointDenoiser
+from .interp import TrajDenoiser
+from .evaluate import default_base_steps, sample_plans
 from .guidance import WallGuide
 
 # %% auto #0
@@ -37,12 +37,8 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
         steps = default_base_steps(H)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
-            def ours():
-                kp = sample_keypoints(s1, sched, maze, st, gl, kp_steps, pred='x0'); return refine(s2, kp, maze, st, gl)
-            def guided():                                  # the maps are built per call: they are part of planning
-                maps = wg.maps(occ, device)
-                kp = sample_keypoints(s1, sched, maze, st, gl, kp_steps, pred='x0', guide=wg.on_estimates(maps, H))
-                return wg.repair(maps, refine(s2, kp, maze, st, gl))
+            ours = lambda: sample_plans(s1, sched, maze, st, gl, H, kp_steps, s2)
+            guided = lambda: sample_plans(s1, sched, maze, st, gl, H, kp_steps, s2, guide=wg, maps=wg.maps(occ, device))  # maps are part of planning
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
             t_ours = time_fn(ours, device, warmup=1, min_time=min_time)
             t_guided = time_fn(guided, device, warmup=1, min_time=min_time)

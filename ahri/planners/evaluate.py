@@ -18,9 +18,9 @@ from .train import open_planner, planner_hw
 from .guidance import WallGuide
 
 # %% auto #0
-__all__ = ['default_base_steps', 'plan_batch', 'wall_hits', 'plan_mazes', 'ahri_plan', 'plan_file', 'astar_lengths',
-           'evaluate_planner', 'format_table', 'ahri_eval_planner', 'eval_file', 'diffusion_frames', 'draw_plan',
-           'frames_video']
+__all__ = ['default_base_steps', 'plan_batch', 'sample_plans', 'wall_hits', 'plan_mazes', 'ahri_plan', 'plan_file',
+           'astar_lengths', 'evaluate_planner', 'format_table', 'ahri_eval_planner', 'eval_file', 'diffusion_frames',
+           'draw_plan', 'frames_video']
 
 # %% ../../nbs/56_plan_eval.ipynb #f8e0caed
 def default_base_steps(T:int)->int:
@@ -44,15 +44,24 @@ def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W
     mz = each(maze_channels(occ).to(dev))
     st, gl = (each(to_unit(torch.as_tensor(np.asarray(v), dtype=torch.float32), hw).to(dev)) for v in (start, goal))
     maps = each(guide.maps(occ, dev)) if guide else None
-    if method == 'baseline':
-        u = sample_keypoints(pl.baseline, pl.sched, mz, st, gl, base_steps or default_base_steps(T), pred='x0', generator=generator,
-                             guide=guide.on_estimates(maps) if guide else None)
-    else:
-        kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=generator,
-                              guide=guide.on_estimates(maps, T) if guide else None)
-        u = fill(kp, T) if method == 'stage1' else refine(pl.stage2, kp, mz, st, gl, **refine_kw)
-    if guide: u = guide.repair(maps, u)
+    model = pl.baseline if method == 'baseline' else pl.stage1
+    ddim = (base_steps or default_base_steps(T)) if method == 'baseline' else kp_steps
+    u = sample_plans(model, pl.sched, mz, st, gl, T, ddim, pl.stage2 if method == 'two_stage' else None, method == 'baseline',
+                     generator, guide, maps, **refine_kw)
     return from_unit(u.float(), hw).cpu().numpy().reshape(B, n_samples, T, 2)
+
+def sample_plans(model, sched, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor, # a keypoint model; maze channels, start, goal (unit)
+                 T:int, ddim_steps:int,     # points per plan; DDIM steps
+                 stage2=None,               # the stage-2 model, to refine the keypoints (None: their straight-line fill)
+                 full:bool=False,           # `model` samples all T points (the full-sequence baseline)
+                 generator=None,
+                 guide:WallGuide|None=None, maps:torch.Tensor|None=None, # wall guidance and its maps (`guide.maps`)
+                 **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
+    "One plan per row, tensors in and out: the sampler that `plan_batch` and `ahri_bench planner` share"
+    kp = sample_keypoints(model, sched, mz, st, gl, ddim_steps, pred='x0', generator=generator,
+                          guide=guide.on_estimates(maps, None if full else T) if guide else None)
+    u = kp if full else fill(kp, T) if stage2 is None else refine(stage2, kp, mz, st, gl, **refine_kw)
+    return guide.repair(maps, u) if guide else u
 
 def wall_hits(occ:np.ndarray, samples:np.ndarray)->np.ndarray: # (N, n) segments crossing a wall
     "For plans (N, n, T, 2) sampled in mazes (N, H, W): how many segments of each cross a wall"

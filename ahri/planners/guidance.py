@@ -55,11 +55,14 @@ def sdf_maps(occ:np.ndarray,          # (N, H, W) bool walls
     out = torch.where(to_wall > 0, to_wall, -to_free).reshape(N, 1, H * res, W * res)
     return out.to(device) if device is not None else out
 
+def _read(maps:torch.Tensor, u:torch.Tensor)->torch.Tensor: # (B, C, h, w), (B, n, 2) -> (B, C, n)
+    return F.grid_sample(maps, u[:, None].to(maps.dtype), mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+
 def wall_distance(maps:torch.Tensor,  # (B, C, h, w) from `sdf_maps` or `guide_maps` (channel 0 is read)
                   u:torch.Tensor      # (B, n, 2) points in unit coordinates (`to_unit`)
                  )->torch.Tensor:     # (B, n) signed distance in cells, bilinear
     "The signed distance to the walls at points of plans, differentiable in the points"
-    return F.grid_sample(maps, u[:, None].to(maps.dtype), mode='bilinear', padding_mode='border', align_corners=False)[:, 0, 0]
+    return _read(maps, u)[:, 0]
 
 # %% ../../nbs/55_wall_guidance.ipynb #42d8cfbe
 def densify(u:torch.Tensor, n:int=4)->torch.Tensor: # (B, T, 2) -> (B, (T-1)·n + 1, 2)
@@ -111,7 +114,7 @@ def descend(maps:torch.Tensor, u:torch.Tensor, # from `guide_maps`; (B, K, 2) va
     u = u.detach().clone()
     for _ in range(iters):
         q = densify(u, n) if A is None else A @ u
-        s = F.grid_sample(maps, q[:, None].to(maps.dtype), mode='bilinear', padding_mode='border', align_corners=False)[:, :, 0]
+        s = _read(maps, q)                                                  # distance and its gradient at each point
         gq = (-2 * (margin - s[:, 0]).clamp(min=0))[..., None] * s[:, 1:].transpose(1, 2)   # d cost / d point
         g = densify_t(gq, n) if A is None else A.T @ gq
         g[:, 0] = 0; g[:, -1] = 0
