@@ -4,14 +4,16 @@
 
 # %% ../nbs/09_bench.ipynb #973a97a9
 from __future__ import annotations
-import json, time, statistics
+import json, sys, time, statistics
+from dataclasses import dataclass
 from pathlib import Path
 import torch
-from fastcore.script import call_parse
-from .core import default_device, set_threads, atomic_write_json
+from .core import default_device, set_threads, atomic_write_json, import_obj
+from .config import Config, Count, Positive, Device, resolve, command
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'format_matmul', 'ahri_bench']
+__all__ = ['ahri_bench_matmul', 'BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'MatmulBenchConfig',
+           'bench_matmul', 'format_matmul', 'ahri_bench']
 
 # %% ../nbs/09_bench.ipynb #da62f356
 def sync(device:torch.device)->None:
@@ -63,51 +65,49 @@ def matmul_peak(device=None,        # None: the best available device
     return out
 
 # %% ../nbs/09_bench.ipynb #ef52a803
-BENCHMARKS = ('matmul', 'world_model', 'planner')   # world_model and planner live in their own modules (imported on demand)
+@dataclass(kw_only=True)
+class MatmulBenchConfig(Config):
+    "This machine's dense matmul peak per dtype: the denominator of every utilisation figure"
+    sizes:list[Count]|None = None   # matrix sizes (default: 512 1024 2048 on a CPU, 1024 to 16384 on a GPU)
+    min_time:Positive = 0.3         # seconds per measurement
+    device:Device|None = None       # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None       # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    json_out:str|None = None        # also write the results to this JSON file (default: none)
 
-def format_matmul(res:dict, device:torch.device)->str:
-    "A fixed-width table of `matmul_peak`'s result"
-    unit, scale = ('TFLOP/s', 1e12) if device.type == 'cuda' else ('GFLOP/s', 1e9)
-    sizes = sorted({n for v in res.values() for n in v['by_size']})
-    lines = [f'dense matmul on {device} ({torch.get_num_threads()} CPU threads), {unit}',
+def bench_matmul(cfg:MatmulBenchConfig)->dict:
+    "Measure the matmul peak per dtype; returns (and optionally writes) the figures"
+    cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device)
+    res = matmul_peak(dev, cfg.sizes, min_time=cfg.min_time)
+    out = {'device': str(dev), 'threads': torch.get_num_threads(), 'torch': torch.__version__,
+           'matmul': {k: {'peak': v['peak'], 'by_size': {str(n): f for n, f in v['by_size'].items()}} for k, v in res.items()}}
+    if cfg.json_out: atomic_write_json(cfg.json_out, out)
+    return out
+
+def format_matmul(res:dict)->str:
+    "A fixed-width table of `bench_matmul`'s result"
+    unit, scale = ('TFLOP/s', 1e12) if res['device'].startswith('cuda') else ('GFLOP/s', 1e9)
+    sizes = sorted({int(n) for v in res['matmul'].values() for n in v['by_size']})
+    lines = [f"dense matmul on {res['device']} ({res['threads']} CPU threads), {unit}",
              f"{'dtype':6s}" + ''.join(f'{"n=" + str(n):>10s}' for n in sizes) + f'{"peak":>10s}']
-    for name, v in res.items():
-        lines.append(f'{name:6s}' + ''.join(f'{v["by_size"][n] / scale:10.1f}' for n in sizes) + f'{v["peak"] / scale:10.1f}')
+    for name, v in res['matmul'].items():
+        lines.append(f'{name:6s}' + ''.join(f'{v["by_size"][str(n)] / scale:10.1f}' for n in sizes) + f'{v["peak"] / scale:10.1f}')
     return '\n'.join(lines)
 
-@call_parse
-def ahri_bench(what:str,                # benchmark to run: matmul, world_model or planner
-               device:str=None,         # 'cpu', 'cuda', ... (default: the best available)
-               threads:int=None,        # CPU threads (default: all cores)
-               sizes:str=None,          # matmul: comma-separated matrix sizes (default: per device)
-               preset:str='tiny',       # world_model, planner: the model sizes (a dynamics or planner preset)
-               compile:bool=False,      # world_model: also time the training step under torch.compile
-               min_time:float=None,     # seconds per measurement (default: 0.3 matmul, 3 world_model)
-               json_out:str=None):      # also write the results to this JSON file
-    "Print benchmark figures for this machine (ratios are only meaningful within one run)"
-    if what not in BENCHMARKS: raise SystemExit(f"ahri_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
-    set_threads(threads)
-    dev = default_device(device)
-    if what == 'planner':
-        from .planners.bench import bench_planner, format_planner
-        from .planners.train import planner_preset
-        try: p = planner_preset(preset)
-        except ValueError as e: raise SystemExit(f'ahri_bench: {e}') from None
-        res = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], min_time=min_time or 1.0)
-        print(format_planner(res, dev))
-        if json_out: atomic_write_json(json_out, {'device': str(dev), 'threads': torch.get_num_threads(), 'rows': res})
-        return
-    if what == 'world_model':
-        from .bench_world_model import bench_world_model, format_world_model
-        try: res = bench_world_model(dev, preset, min_time or 3.0, compile=compile)
-        except ValueError as e: raise SystemExit(f'ahri_bench: {e}') from None
-        print(format_world_model(res))
-        if json_out: atomic_write_json(json_out, res)
-        return
-    try: ns = [int(s) for s in sizes.split(',')] if sizes else None
-    except ValueError: raise SystemExit(f"ahri_bench: --sizes must be comma-separated integers, got {sizes!r}") from None
-    res = matmul_peak(dev, ns, min_time=min_time or 0.3)
-    print(format_matmul(res, dev))
-    if json_out:
-        atomic_write_json(json_out, {'device': str(dev), 'threads': torch.get_num_threads(), 'torch': torch.__version__,
-                                     'matmul': {k: {'peak': v['peak'], 'by_size': {str(n): f for n, f in v['by_size'].items()}} for k, v in res.items()}})
+ahri_bench_matmul = command(MatmulBenchConfig, bench_matmul, 'ahri_bench matmul', show=format_matmul)
+
+# %% ../nbs/09_bench.ipynb #4e5a0c11
+BENCHMARKS = {  # name: (the command, by its dotted name, imported only when asked for; what it measures)
+    'matmul': ('ahri.bench.ahri_bench_matmul', "this machine's dense matmul peak per dtype"),
+    'world_model': ('ahri.world.bench.ahri_bench_world_model', 'world-model training utilisation, imagination speed, horizon scaling, memory'),
+    'planner': ('ahri.planners.bench.ahri_bench_planner', 'plan latency of the two-stage planner against the full-sequence baseline')}
+
+def ahri_bench(argv:list|None=None):
+    "ahri_bench BENCHMARK [flags]: print a benchmark's figures for this machine (ratios only mean something within one run)"
+    argv = sys.argv[1:] if argv is None else list(argv)
+    listing = 'benchmarks:\n' + '\n'.join(f'  {k:12s} {v[1]}' for k, v in BENCHMARKS.items())
+    if not argv or argv[0] in ('-h', '--help'):
+        print(f"usage: ahri_bench BENCHMARK [flags]   (ahri_bench BENCHMARK --help for its flags)\n\n{listing}")
+        sys.exit(0 if argv else 2)
+    if argv[0] not in BENCHMARKS:
+        print(f"ahri_bench: unknown benchmark {argv[0]!r}; available: {', '.join(BENCHMARKS)}", file=sys.stderr); sys.exit(2)
+    import_obj(BENCHMARKS[argv[0]][0])(argv[1:])

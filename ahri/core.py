@@ -10,16 +10,24 @@ import numpy as np, torch
 
 # %% auto #0
 __all__ = ['default_device', 'seed_everything', 'set_threads', 'keep_freed_memory', 'atomic_write_bytes', 'atomic_write_json',
-           'atomic_dir', 'obj_name', 'import_obj', 'cli_call']
+           'atomic_dir', 'obj_name', 'import_obj', 'Interrupted', 'raise_interrupted']
 
 # %% ../nbs/00_core.ipynb #60ba6b05
-def default_device(prefer:str|None=None # 'cpu', 'cuda', 'cuda:1', 'mps'; None picks the best available
+_KINDS = ('cpu', 'cuda', 'mps')
+
+def default_device(prefer:str|torch.device|None=None # 'cpu', 'cuda', 'cuda:1', 'mps'; None picks the best available
                   )->torch.device:
-    "`prefer` if given, else CUDA, else MPS, else CPU"
-    if prefer is not None: return torch.device(prefer)
-    if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-    return torch.device('cpu')
+    "`prefer` if given (checked to be usable on this machine), else CUDA, else MPS, else CPU"
+    mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+    if prefer is None: return torch.device('cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu')
+    try: dev = torch.device(prefer)
+    except (RuntimeError, TypeError): raise ValueError(f"unknown device {prefer!r}: expected one of cpu, cuda, cuda:N, mps") from None
+    if dev.type not in _KINDS: raise ValueError(f"device {prefer!r} is not supported: expected one of cpu, cuda, cuda:N, mps")
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {prefer!r} is not available: torch sees no CUDA GPU on this machine")
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {prefer!r} is not available: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type == 'mps' and not mps: raise ValueError(f"device {prefer!r} is not available: torch sees no MPS device")
+    return dev
 
 # %% ../nbs/00_core.ipynb #537732a6
 def seed_everything(seed:int # one seed for python, numpy and torch
@@ -28,11 +36,12 @@ def seed_everything(seed:int # one seed for python, numpy and torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #fb4cda92
-def set_threads(n:int|None=None # threads for torch's CPU kernels; None: $AHRI_THREADS, $OMP_NUM_THREADS, or all cores
+def set_threads(n:int|None=None # threads for torch's CPU kernels (≥ 1); None: $AHRI_THREADS, $OMP_NUM_THREADS, or all cores
                )->int:
     "Set torch's intra-op thread count (and keep freed memory for reuse) and return it"
-    n = n or int(os.environ.get('AHRI_THREADS') or os.environ.get('OMP_NUM_THREADS') or (os.cpu_count() or 1))
-    torch.set_num_threads(max(1, n)); keep_freed_memory()
+    if n is None: n = int(os.environ.get('AHRI_THREADS') or os.environ.get('OMP_NUM_THREADS') or (os.cpu_count() or 1))
+    if n < 1: raise ValueError(f"the thread count must be ≥ 1, got {n}")
+    torch.set_num_threads(n); keep_freed_memory()
     return torch.get_num_threads()
 
 def keep_freed_memory(mmap_min:int=32 * 2 ** 20, # blocks below this come from the reusable heap (glibc's maximum)
@@ -93,9 +102,20 @@ def import_obj(name:str # 'package.module.Name'
     except (ImportError, AttributeError) as e: raise ValueError(f"import_obj: cannot import {name!r} ({e})") from None
 
 # %% ../nbs/00_core.ipynb #783b606e
-def cli_call(name:str, # the command's name, prefixed to the message
-             fn, *args, **kwargs):
-    "Call `fn`; exit with a one-line message if it rejects its input"
-    try: return fn(*args, **kwargs)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
-        raise SystemExit(f'{name}: {e}') from None
+class Interrupted(Exception):
+    "Work stopped by a signal: `signum`, and for training the `step` whose checkpoint was written and the `stage`"
+    def __init__(self, signum:int,             # the signal that stopped it (signal.SIGINT, signal.SIGTERM)
+                 step:int|None=None,           # training: the step saved before stopping
+                 stage:str|None=None):         # a multi-stage command: the stage that was stopped
+        self.signum, self.step, self.stage = int(signum), step, stage
+        super().__init__(self.describe())
+    def describe(self)->str:
+        "One line: where the work stopped and how to go on"
+        at = 'stopped' + (f' at step {self.step}' if self.step is not None else '') + (f' of {self.stage}' if self.stage else '')
+        return f'{at}; rerun the same command to resume'
+    @property
+    def exit_code(self)->int: return 128 + self.signum
+
+def raise_interrupted(signum, frame=None):
+    "A signal handler that stops whatever is running by raising `Interrupted`"
+    raise Interrupted(signum)

@@ -4,26 +4,21 @@
 
 # %% ../nbs/03_learner.ipynb #c12c1f83
 from __future__ import annotations
-import os, json, copy, math, time, random, signal, shutil, inspect, hashlib, dataclasses, threading, warnings
-from pathlib import Path
+import os, copy, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
 from contextlib import nullcontext
-from types import SimpleNamespace
 import numpy as np, torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
     set_model_state_dict, set_optimizer_state_dict, StateDictOptions)
-from safetensors.torch import save_file, load_file
 from fastprogress.fastprogress import progress_bar
-from .core import default_device, seed_everything, atomic_dir, atomic_write_bytes, atomic_write_json, obj_name, import_obj
+from .core import default_device, seed_everything, Interrupted
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'rng_state', 'set_rng_state',
-           'RandomBatches', 'model_spec', 'build_model', 'unwrap', 'weights_fingerprint', 'EMA', 'CancelStepException',
-           'CancelFitException', 'Callback', 'Learner', 'to_device', 'checkpoint_dir', 'latest_checkpoint',
-           'resolve_checkpoint', 'load_model', 'open_checkpoint', 'prepare_run', 'close_distributed', 'MetricsCB',
-           'CheckpointCB', 'ProgressCB']
+__all__ = ['STOP_SIGNALS', 'TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'close_distributed',
+           'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA',
+           'CancelStepException', 'CancelFitException', 'Callback', 'Learner', 'to_device', 'MetricsCB', 'ProgressCB']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -83,6 +78,10 @@ def all_gather_objects(obj)->list:
     if not (dist.is_available() and dist.is_initialized()): return [obj]
     out = [None] * dist.get_world_size(); dist.all_gather_object(out, obj); return out
 
+def close_distributed()->None:
+    "Leave the process group (if any) once every rank is done"
+    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
+
 # %% ../nbs/03_learner.ipynb #eda7a143
 def rng_state()->dict:
     "This process's RNG states, as weights_only-loadable values"
@@ -109,27 +108,21 @@ class RandomBatches:
     def load_state_dict(self, sd:dict): self.g.set_state(sd['generator'])
 
 # %% ../nbs/03_learner.ipynb #b8b3faf9
-def model_spec(model:nn.Module)->dict:
-    "What config.json needs to rebuild `model`"
-    m = unwrap(model)
-    if not hasattr(m, 'config'): return {'cls': obj_name(m), 'kwargs': None}
-    return {'cls': obj_name(m), 'kwargs': m.config}
-
-def build_model(spec:dict)->nn.Module:
-    "A fresh model from `model_spec`'s dict"
-    if spec.get('kwargs') is None: raise ValueError(f"{spec['cls']} has no `config` attribute, so it cannot be rebuilt from a checkpoint")
-    return import_obj(spec['cls'])(**spec['kwargs'])
-
 def unwrap(model:nn.Module)->nn.Module:
     "The plain module inside a DDP wrapper"
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
-def weights_fingerprint(model:nn.Module)->str:
-    "SHA-256 of all parameters and buffers, in state-dict order"
+def state_fingerprint(sd:dict)->str:
+    "SHA-256 of the tensors of a state dict, by name in sorted order"
     h = hashlib.sha256()
-    for k, v in unwrap(model).state_dict().items():
-        h.update(k.encode()); h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for k in sorted(sd):
+        v = sd[k].detach().cpu().contiguous()
+        h.update(k.encode()); h.update(str(v.dtype).encode()); h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+def weights_fingerprint(model:nn.Module)->str:
+    "SHA-256 of all parameters and buffers of `model`"
+    return state_fingerprint(unwrap(model).state_dict())
 
 # %% ../nbs/03_learner.ipynb #ac9f3f5c
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # full tensors, gathered to rank 0's CPU
@@ -173,25 +166,31 @@ class Callback:
 
 # %% ../nbs/03_learner.ipynb #c335407e
 class Learner:
-    "Step-based training: AdamW, lr schedule, clipping, EMA, bf16 autocast on GPU, callbacks, checkpoints"
+    "Step-based training: AdamW, lr schedule, clipping, EMA, bf16 autocast on GPU, callbacks; stops cleanly on SIGINT/SIGTERM"
     def __init__(self, model:nn.Module, loss_fn, data, cfg:TrainConfig,
-                 run_dir:str|Path|None=None, # where checkpoints and metrics go (None: nowhere)
-                 cbs=(),                     # extra callbacks
+                 cbs=(),                     # callbacks (a progress bar and metrics are added)
                  device=None,                # None: this process's device (see init_distributed)
-                 progress:bool=True,         # show a progress bar (rank 0)
-                 run_info:dict|None=None):   # extra JSON saved in config.json (e.g. CLI arguments)
-        self.model, self.loss_fn, self.data, self.cfg, self.run_info = model, loss_fn, data, cfg, run_info or {}
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+                 progress:bool=True):        # show a progress bar (rank 0)
+        self.model, self.loss_fn, self.data, self.cfg = model, loss_fn, data, cfg
         self.device = init_distributed(device)
         self.rank, self.world = world()
-        self.cbs = [ProgressCB()] * (progress and self.rank == 0) + [MetricsCB(), CheckpointCB()] + list(cbs)
+        self.cbs = [ProgressCB()] * (progress and self.rank == 0) + [MetricsCB()] + list(cbs)
         for cb in self.cbs: cb.learn = self
-        self.step, self.stop_requested, self.history = 0, False, []
+        self.step, self.stop_requested, self.stopping, self.stopped_by, self.history = 0, 0, 0, 0, []
         self._loss_step = 'step' in inspect.signature(loss_fn).parameters
 
     def __call__(self, stage:str):
         for cb in sorted(self.cbs, key=lambda c: c.order):
             if hasattr(cb, stage): getattr(cb, stage)()
+
+    def add_cbs(self, cbs):
+        "Add callbacks (before `fit`)"
+        for cb in cbs: cb.learn = self; self.cbs.append(cb)
+        return self
+
+    def record(self, rec:dict):
+        "Add a metrics record (`step` plus numbers, or an `event`) to `history`; callbacks see it in `after_record`"
+        self.history.append(rec); self.last_record = rec; self('after_record')
 
 # %% ../nbs/03_learner.ipynb #afd11587
 def _param_groups(model:nn.Module, wd:float)->list:
@@ -216,9 +215,11 @@ def _shard(model:nn.Module)->nn.Module:
 
 
 def _setup(self:Learner):
+    "Place the model, wrap or shard it, build the optimizer and the EMA (once)"
+    if hasattr(self, 'opt'): return
     cfg = self.cfg
     if cfg.strategy not in ('ddp', 'fsdp'): raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {cfg.strategy!r}")
-    self.spec = model_spec(self.model)        # before FSDP2 replaces the class
+    self.built_from = (type(self.model), getattr(self.model, 'config', None))   # class and arguments, before FSDP2 replaces the class
     m = self.model.to(self.device)
     if self.world > 1 and cfg.strategy == 'ddp':
         m = nn.parallel.DistributedDataParallel(m, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
@@ -227,8 +228,6 @@ def _setup(self:Learner):
     self.opt = torch.optim.AdamW(_param_groups(m, cfg.wd), lr=cfg.lr, betas=tuple(cfg.betas), **({'fused': True} if self.device.type == 'cuda' else {}))
     self.ema = EMA(m, cfg.ema_decay) if cfg.ema_decay else None
     seed_everything(cfg.seed + self.rank)
-    self.ckpt = latest_checkpoint(self.run_dir) if self.run_dir is not None else None
-    if self.ckpt is not None: self.load(self.ckpt)
 Learner.setup = _setup
 
 # %% ../nbs/03_learner.ipynb #510a0354
@@ -263,120 +262,74 @@ def _one_step(self:Learner):
 Learner.one_step = _one_step
 
 # %% ../nbs/03_learner.ipynb #97e605cb
-def _stop_flag(self:Learner)->bool:
-    "True on every rank if any rank was asked to stop (a CPU collective: no GPU sync per step)"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+def _stop_flag(self:Learner)->int:
+    "The signal that asked this run to stop, on every rank if any rank was asked (0: none)"
     if self.world == 1 or not dist.is_initialized(): return self.stop_requested
     if not hasattr(self, '_flag_group'):
         self._flag_group = dist.new_group(backend='gloo') if dist.get_backend() != 'gloo' else dist.group.WORLD
     t = torch.tensor([float(self.stop_requested)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._flag_group); return bool(t.item())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._flag_group); return int(t.item())
+
+def _request_stop(self:Learner, signum, frame=None):
+    if self.stop_requested: raise Interrupted(signum, self.step)     # a second signal: stop now
+    self.stop_requested = int(signum)
 
 def _fit(self:Learner):
-    "Train until `cfg.steps` (resuming from the newest checkpoint in `run_dir`)"
+    "Train until `cfg.steps`, or until a signal asks to stop (then `stopped_by` is that signal)"
     self.setup()
     main = threading.current_thread() is threading.main_thread()
-    if main: old = signal.signal(signal.SIGTERM, lambda *_: setattr(self, 'stop_requested', True))
+    old = {s: signal.signal(s, self.request_stop) for s in STOP_SIGNALS} if main else {}
     try:
+        self.stop_requested, self.stopping, self.stopped_by = 0, 0, 0
         self.model.train(); self('before_fit')
         while self.step < self.cfg.steps:
             try: self.one_step()
             except CancelStepException: pass
             self.step += 1
+            self.stopping = self.should_stop()
             self('after_step')
+            if self.stopping: self.stopped_by = self.stopping; break
     except CancelFitException: pass
     finally:
-        if main: signal.signal(signal.SIGTERM, old)
+        for s, h in old.items(): signal.signal(s, h)
     self('after_fit')
     return self
-Learner.fit = _fit
-Learner.should_stop = _stop_flag
+Learner.fit, Learner.should_stop, Learner.request_stop = _fit, _stop_flag, _request_stop
 
 # %% ../nbs/03_learner.ipynb #2773ab78
-def checkpoint_dir(run_dir:Path, step:int)->Path: return Path(run_dir) / 'checkpoints' / f'step_{step:08d}'
+def _copied(o):
+    "`o` with every tensor in it (nested in dicts, lists, tuples) copied to the CPU, detached"
+    if torch.is_tensor(o): return o.detach().to('cpu', copy=True).contiguous()
+    if isinstance(o, dict): return {k: _copied(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(_copied(v) for v in o)
+    return o
 
-def latest_checkpoint(run_dir:str|Path)->Path|None:
-    "The newest complete checkpoint folder in `run_dir` (temporary folders are ignored)"
-    ck = sorted((Path(run_dir) / 'checkpoints').glob('step_*'))
-    ck = [c for c in ck if (c / 'state.pt').exists() and (c / 'model.safetensors').exists()]
-    return ck[-1] if ck else None
-
-def _tensors(sd:dict)->dict: return {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
-
-def _save(self:Learner)->Path|None:
-    "Write a checkpoint for the current step (collective; rank 0 writes)"
+def _state(self:Learner)->dict:
+    "A copy of everything needed to resume: step, model, EMA, optimizer, and every rank's RNG and data position (a collective)"
     model_sd = get_model_state_dict(self.model, options=_FULL)
-    opt_sd = get_optimizer_state_dict(self.model, self.opt, options=_FULL)
-    ema_sd = self.ema.state_dict(self.model, base=model_sd) if self.ema is not None else None
     data = self.data.state_dict() if hasattr(self.data, 'state_dict') else None
-    per_rank = all_gather_objects({'rng': rng_state(), 'data': data})
-    if self.rank != 0 or self.run_dir is None: return None
-    path = checkpoint_dir(self.run_dir, self.step)
-    with atomic_dir(path) as tmp:
-        save_file(_tensors(model_sd), tmp / 'model.safetensors')
-        if ema_sd is not None: save_file(_tensors(ema_sd), tmp / 'ema.safetensors')
-        torch.save({'step': self.step, 'opt': opt_sd, 'per_rank': per_rank, 'world': self.world,
-                    'ema_n': self.ema.n_averaged if self.ema is not None else 0}, tmp / 'state.pt')
-        atomic_write_json(tmp / 'config.json', {'model': self.spec, 'train': self.cfg.to_dict(),
-                                                'step': self.step, 'run': self.run_info})
-    for old in sorted((self.run_dir / 'checkpoints').glob('step_*'))[:-self.cfg.keep]: shutil.rmtree(old, ignore_errors=True)
-    return path
+    return _copied({'step': self.step, 'world': self.world, 'model': model_sd,
+                    'ema': self.ema.state_dict(self.model, base=model_sd) if self.ema is not None else None,
+                    'ema_n': self.ema.n_averaged if self.ema is not None else 0,
+                    'opt': get_optimizer_state_dict(self.model, self.opt, options=_FULL),
+                    'per_rank': all_gather_objects({'rng': rng_state(), 'data': data})})
 
-def _check_config(saved:dict, cfg:TrainConfig, path:Path):
-    diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if saved.get(k) != v}
-    if diff:
-        desc = ', '.join(f'{k}: saved {a!r} vs now {b!r}' for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {path}: it was trained with different settings ({desc}); use a new run folder")
-
-def _load(self:Learner, path:Path):
-    "Resume from checkpoint folder `path`"
-    cfgj = json.loads((path / 'config.json').read_text())
-    _check_config(cfgj['train'], self.cfg, path)
-    st = torch.load(path / 'state.pt', weights_only=True, map_location='cpu')
-    set_model_state_dict(self.model, load_file(path / 'model.safetensors'), options=StateDictOptions(full_state_dict=True))
+def _load_state(self:Learner, st:dict, where:str='the saved state'):
+    "Resume from what `state()` returned (after `setup`)"
+    set_model_state_dict(self.model, st['model'], options=StateDictOptions(full_state_dict=True))
     set_optimizer_state_dict(self.model, self.opt, st['opt'], options=StateDictOptions(full_state_dict=True))
     if self.ema is not None:
-        self.ema.load_state_dict(load_file(path / 'ema.safetensors')); self.ema.n_averaged = st['ema_n']
+        if st['ema'] is None: raise ValueError(f"{where} has no EMA weights, but this run keeps an EMA")
+        self.ema.load_state_dict(st['ema']); self.ema.n_averaged = st['ema_n']
     if st['world'] == self.world:
         mine = st['per_rank'][self.rank]; set_rng_state(mine['rng'])
         if mine['data'] is not None and hasattr(self.data, 'load_state_dict'): self.data.load_state_dict(mine['data'])
-    else: warnings.warn(f"{path} was saved by {st['world']} processes, this run has {self.world}: RNG and data positions start afresh")
+    else: warnings.warn(f"{where} was saved by {st['world']} processes, this run has {self.world}: RNG and data positions start afresh")
     self.step = st['step']
 
-Learner.save, Learner.load = _save, _load
-
-# %% ../nbs/03_learner.ipynb #05d26a83
-def resolve_checkpoint(ckpt:str|Path # a checkpoint folder, or a run folder (its newest checkpoint)
-                      )->Path:
-    "The checkpoint folder `ckpt` names, or a clear error"
-    ckpt = Path(ckpt)
-    if (ckpt / 'config.json').exists(): return ckpt
-    found = latest_checkpoint(ckpt) if ckpt.is_dir() else None
-    if found is None: raise FileNotFoundError(f"no checkpoint in {ckpt} (expected config.json, or checkpoints/step_*/)")
-    return found
-
-def load_model(ckpt:str|Path,       # a checkpoint folder, or a run folder (its newest checkpoint)
-               ema:bool=False,      # load the EMA weights instead of the raw ones
-               device='cpu')->nn.Module:
-    "Rebuild a model from a checkpoint and load its weights"
-    ckpt = resolve_checkpoint(ckpt)
-    m = build_model(json.loads((ckpt / 'config.json').read_text())['model'])
-    f = ckpt / ('ema.safetensors' if ema else 'model.safetensors')
-    if not f.exists(): raise FileNotFoundError(f"{f} does not exist" + (" (the run was trained without EMA)" if ema else ''))
-    m.load_state_dict(load_file(f)); return m.to(device).eval()
-
-def open_checkpoint(ckpt:str|Path,       # a checkpoint folder, or a run folder (its newest checkpoint)
-                    kind=None,           # kind(run_info) -> bool: is this the right kind of run?
-                    what:str='a checkpoint', # the kind's name, for the error message
-                    ema:bool|None=None,  # load the EMA weights (None: if the run kept them)
-                    device=None)->SimpleNamespace: # model (eval mode), ckpt, step, run, weights ('ema'/'raw'), device
-    "A trained model with the run information its checkpoint recorded, checked to be of the expected kind"
-    ck = resolve_checkpoint(ckpt)
-    cfg = json.loads((ck / 'config.json').read_text()); run = cfg.get('run', {})
-    if kind is not None and not kind(run): raise ValueError(f"{ck} is not {what}")
-    use_ema = (ck / 'ema.safetensors').exists() if ema is None else ema
-    dev = default_device(device)
-    return SimpleNamespace(model=load_model(ck, ema=use_ema, device=dev), ckpt=ck, step=cfg['step'], run=run,
-                           weights='ema' if use_ema else 'raw', device=dev)
+Learner.state, Learner.load_state = _state, _load_state
 
 # %% ../nbs/03_learner.ipynb #274f7c14
 def _ema_model(self:Learner)->nn.Module|None:
@@ -384,94 +337,50 @@ def _ema_model(self:Learner)->nn.Module|None:
     if self.ema is None: raise ValueError('this Learner keeps no EMA (cfg.ema_decay is None)')
     sd = self.ema.state_dict(self.model)
     if not sd: return None
-    m = unwrap(self.model)
-    m = build_model(self.spec) if self.world > 1 and self.cfg.strategy == 'fsdp' else copy.deepcopy(m)
+    cls, kw = self.built_from
+    m = cls(**kw) if self.world > 1 and self.cfg.strategy == 'fsdp' else copy.deepcopy(unwrap(self.model))
     m.load_state_dict(sd); return m.eval()
 Learner.ema_model = _ema_model
 
-# %% ../nbs/03_learner.ipynb #82967bc0
-def prepare_run(run_dir:str|Path,       # the run folder
-                args:dict,              # the command's arguments (JSON-serialisable)
-                overwrite:bool=False,   # start afresh, deleting what the folder holds
-                ignore=('quiet', 'threads', 'overwrite') # arguments that do not change the result
-               )->Path:
-    "Create or reopen a run folder; refuse to mix runs with different arguments"
-    run_dir = Path(run_dir); f = run_dir / 'run.json'
-    rank0 = world()[0] == 0
-    if overwrite and run_dir.exists() and rank0: shutil.rmtree(run_dir)
-    if f.exists():
-        old = json.loads(f.read_text())
-        diff = {k: (old.get(k), v) for k, v in args.items() if k not in ignore and old.get(k) != v}
-        if diff:
-            desc = ', '.join(f'--{k} was {a!r}, now {b!r}' for k, (a, b) in diff.items())
-            raise ValueError(f"{run_dir} holds a run started with other arguments ({desc}): use another --out, or --overwrite to start afresh")
-    elif rank0: atomic_write_json(f, args)
-    return run_dir
-
-def close_distributed()->None:
-    "Leave the process group (if any) once every rank is done"
-    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
-
 # %% ../nbs/03_learner.ipynb #99321cac
 class MetricsCB(Callback):
-    "Loss terms, lr, grad norm and speed to metrics.jsonl and TensorBoard (rank 0)"
+    "Loss terms, lr, grad norm and speed every `log_every` steps, as records in `learn.history`"
     order = 10
-    def before_fit(self):
-        l = self.learn; self.sums, self.n, self.t0, self.tb = {}, 0, time.time(), None
-        if l.rank != 0 or l.run_dir is None: return
-        self.path = l.run_dir / 'metrics.jsonl'
-        if self.path.exists():  # drop what was logged after the checkpoint we resumed from
-            keep = [r for r in self.path.read_text().splitlines() if r.strip() and json.loads(r).get('step', 0) <= l.step]
-            atomic_write_bytes(self.path, ''.join(r + '\n' for r in keep).encode())
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(l.run_dir / 'tb'), purge_step=l.step or None)
-        except ImportError: warnings.warn('tensorboard is not installed: metrics go to metrics.jsonl only')
+    def before_fit(self): self.sums, self.n, self.t0 = {}, 0, time.time()
     def after_loss(self):
         for k, v in self.learn.losses.items(): self.sums[k] = self.sums.get(k, 0.) + v.detach().float()
         self.n += 1
     def after_step(self):
         l = self.learn
-        if l.step % l.cfg.log_every and l.step != l.cfg.steps or not self.n: return
+        if l.step % l.cfg.log_every and l.step != l.cfg.steps and not l.stopping or not self.n: return
         vals = torch.stack(list(self.sums.values())) / self.n
         if l.world > 1: dist.all_reduce(vals); vals = vals / l.world
         rec = {'step': l.step, 'lr': l.lr, **{k: v.item() for k, v in zip(self.sums, vals)},
                'steps_per_s': self.n / max(time.time() - self.t0, 1e-9)}
         if l.grad_norm is not None: rec['grad_norm'] = float(l.grad_norm)
-        self.write(rec); self.sums, self.n, self.t0 = {}, 0, time.time()
-    def write(self, rec:dict):
-        l = self.learn; l.history.append(rec)
-        if l.rank != 0 or l.run_dir is None: return
-        with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n')
-        if self.tb is not None:
-            for k, v in rec.items():
-                if k != 'step' and isinstance(v, (int, float)): self.tb.add_scalar(k, v, rec['step'])
+        l.record(rec); self.sums, self.n, self.t0 = {}, 0, time.time()
     def after_fit(self):
         l = self.learn
         if l.world > 1 and l.cfg.strategy == 'ddp':
             fps = all_gather_objects(weights_fingerprint(l.model))
-            self.write({'step': l.step, 'event': 'rank_fingerprints', 'fingerprints': fps, 'in_sync': len(set(fps)) == 1})
+            l.record({'step': l.step, 'event': 'rank_fingerprints', 'fingerprints': fps, 'in_sync': len(set(fps)) == 1})
             if len(set(fps)) != 1: warnings.warn(f'ranks ended with different weights: {fps}')
-        if self.tb is not None: self.tb.close()
 
 # %% ../nbs/03_learner.ipynb #8ce0263a
-class CheckpointCB(Callback):
-    "Save periodically, at the end, and on SIGTERM (then stop)"
-    order = 20
-    def after_step(self):
-        l, every = self.learn, self.learn.cfg.ckpt_every
-        stop = l.should_stop()
-        if stop or l.step == l.cfg.steps or (every and l.step % every == 0): l.save()
-        if stop: raise CancelFitException()
-
 class ProgressCB(Callback):
-    "A progress bar over the run's steps with the latest loss"
+    "A progress bar over the steps left, with the latest losses"
     order = 30
     def before_fit(self):
-        l = self.learn; self.pb = progress_bar(range(l.cfg.steps)); self.pb.update(l.step)
+        l = self.learn; self.first = l.step
+        self.pb = progress_bar(range(l.cfg.steps - l.step)) if l.step < l.cfg.steps else None
+        if self.pb is not None: self.pb.update(0)
     def after_step(self):
         l = self.learn
+        if self.pb is None: return
         if l.history and l.step % l.cfg.log_every == 0:
-            r = l.history[-1]; self.pb.comment = ' '.join(f'{k} {v:.4g}' for k, v in r.items() if k not in ('step', 'lr', 'steps_per_s') and isinstance(v, float))
-        self.pb.update(l.step)
-    def after_fit(self): self.pb.on_iter_end()
+            r = l.history[-1]
+            losses = ' '.join(f'{k} {v:.4g}' for k, v in r.items() if k not in ('step', 'lr', 'steps_per_s') and isinstance(v, float))
+            self.pb.comment = f'step {l.step}/{l.cfg.steps} {losses}'
+        self.pb.update(l.step - self.first)
+    def after_fit(self):
+        if self.pb is not None: self.pb.on_iter_end()

@@ -11,8 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 from ..layers import Block
 from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps, x0_to_eps
-from ..maze import sdf_grid, segment_hits, points_in_walls
-from ..keyframes import Keyframes
+from .maze import sdf_grid, segment_hits, points_in_walls
+from .keyframes import Keyframes
 
 # %% auto #0
 __all__ = ['to_unit', 'from_unit', 'maze_channels', 'timestep_embedding', 'endpoint_maps', 'MazeEncoder', 'local_features',
@@ -122,7 +122,7 @@ def fix_endpoints(x:torch.Tensor, start:torch.Tensor, goal:torch.Tensor)->torch.
     return torch.cat([start[:, None], x[:, 1:-1], goal[:, None]], 1)
 
 def keypoint_batch(problems:dict, kf:Keyframes)->dict:
-    "A training batch from stacked maze problems (`ahri.maze.make_mazes`): the sparsest anchors of each trajectory"
+    "A training batch from stacked maze problems (`ahri.planners.maze.make_mazes`): the sparsest anchors of each trajectory"
     hw = problems['occ'].shape[1:]
     traj = torch.as_tensor(problems['traj'], dtype=torch.float32)
     return {'maze': maze_channels(problems['occ']), 'kp': to_unit(traj[:, kf.levels[-1]], hw),

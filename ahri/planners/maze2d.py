@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
 from ..learner import prepare_run
-from ..maze import astar, cell_of, grid_to_trajectory, resample
+from .maze import astar, cell_of, grid_to_trajectory, resample
 from .train import train_stages, stage_settings, open_planner
 from .evaluate import plan_batch, wall_hits
 from .guidance import WallGuide
