@@ -111,7 +111,7 @@ class Interrupted(Exception):
         super().__init__(self.describe())
     def describe(self)->str:
         "One line: where the work stopped and how to go on"
-        at = 'stopped' + (f' at step {self.step}' if self.step is not None else '') + (f' of {self.stage}' if self.stage else '')
+        at = 'stopped' + (f' at step {self.step}' if self.step is not None else '') + (f' ({self.stage})' if self.stage else '')
         return f'{at}; rerun the same command to resume'
     @property
     def exit_code(self)->int: return 128 + self.signum

@@ -8,10 +8,11 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['signal_level', 'expand_as', 'add_noise', 'implied_noise', 'denoise_velocity', 'euler_step', 'ideal_denoiser',
-           'check_pow2', 'sampling_taus', 'euler_sample', 'sample_diffusion_forcing_timesteps', 'sample_step_sizes',
-           'sample_tau_for_step_size', 'step_index', 'tau_index', 'snap_level', 'is_bootstrap', 'frame_mean',
-           'ramp_weight', 'shortcut_target', 'shortcut_forcing_loss', 'corrupt_context', 'input_scale']
+__all__ = ['TAU_CTX', 'signal_level', 'expand_as', 'add_noise', 'implied_noise', 'denoise_velocity', 'euler_step',
+           'ideal_denoiser', 'check_pow2', 'sampling_taus', 'euler_sample', 'sample_diffusion_forcing_timesteps',
+           'sample_step_sizes', 'sample_tau_for_step_size', 'step_index', 'tau_index', 'snap_level', 'shift_levels',
+           'is_bootstrap', 'frame_mean', 'ramp_weight', 'shortcut_target', 'shortcut_forcing_loss', 'loss_terms',
+           'context_level', 'corrupt_context', 'input_scale']
 
 # %% ../nbs/01_flow.ipynb #90955e5d
 def signal_level(tau:torch.Tensor # our noise level, 0 = clean
@@ -114,11 +115,12 @@ def _device_of(generator, device): return generator.device if generator is not N
 def sample_diffusion_forcing_timesteps(B:int, T:int, # batch size, frames per sequence
                                        k_max:int,     # finest number of steps (power of two)
                                        generator:torch.Generator|None=None,
-                                       device=None    # used only without a generator
-                                      )->torch.Tensor: # (B, T) levels on {1/k_max, …, 1}
+                                       device=None,   # used only without a generator
+                                       max_tau:float=1.0 # the highest level drawn (on the grid: at least 1/k_max)
+                                      )->torch.Tensor: # (B, T) levels on {1/k_max, …, max_tau}
     "Independent per-frame noise levels on the finest grid"
     check_pow2(k_max, 'k_max'); dev = _device_of(generator, device)
-    return (_randint(k_max, (B, T), generator, dev) + 1).float() / k_max
+    return (_randint(max(1, round(max_tau * k_max)), (B, T), generator, dev) + 1).float() / k_max
 
 # %% ../nbs/01_flow.ipynb #ba958c99
 def sample_step_sizes(shape,           # output shape, e.g. (B,) or (B, T)
@@ -155,6 +157,14 @@ def tau_index(tau:torch.Tensor, k_max:int)->torch.Tensor:
 def snap_level(tau:float, k_max:int)->float:
     "The level on the finest grid nearest to `tau`: a multiple of 1/k_max"
     return round(tau * k_max) / k_max
+
+def shift_levels(tau:torch.Tensor, d:torch.Tensor, # (B, T) levels on the grid of each frame's step size d
+                 shift:float=1.0   # > 1 moves levels toward noise (1: unchanged)
+                )->torch.Tensor:   # (B, T) levels, still on each frame's grid
+    "The timestep shift τ' = sτ / (1 + (s-1)τ), rounded up to a multiple of d"
+    if shift == 1: return tau
+    t = shift * tau / (1 + (shift - 1) * tau)
+    return ((t / d).ceil() * d).clamp(max=1.0)
 
 # %% ../nbs/01_flow.ipynb #593073f7
 def is_bootstrap(d:torch.Tensor, # dyadic step sizes
@@ -217,15 +227,32 @@ def shortcut_forcing_loss(model,              # f(x_tau, tau, d, **cond) -> x0 p
     loss = frame_mean((pred.float() - target.float()) ** 2, tau.ndim) * ramp_weight(tau)
     return loss.mean() if reduction == 'mean' else loss
 
+def loss_terms(per_frame:torch.Tensor, # the per-frame losses (reduction='none')
+               d:torch.Tensor,         # their step sizes
+               k_max:int)->dict:       # {'flow': …, 'bootstrap': …}, summing to the mean loss
+    "The loss split into its two terms, the flow loss (d = d_min) and the bootstrap (d > d_min), each over all frames"
+    boot = is_bootstrap(d, k_max).to(per_frame.dtype); n = per_frame.numel()
+    return {'flow': (per_frame * (1 - boot)).sum() / n, 'bootstrap': (per_frame * boot).sum() / n}
+
 # %% ../nbs/01_flow.ipynb #1d6fca5a
-def corrupt_context(x:torch.Tensor,  # context frames, (B, T, ...)
-                    tau_ctx:float,    # level to re-noise to, in [0, 1)
-                    generator:torch.Generator|None=None
+TAU_CTX = 0.1    # the context level at inference (before it is put on a model's level grid)
+
+def context_level(tau_ctx:float,            # the requested level, in [0, 1)
+                  k_max:int|None=None       # the model's finest step count: snap to its grid (None: as given)
+                 )->float:
+    "τ_ctx checked, and put on the level grid of a model with `k_max`"
+    if not 0 <= tau_ctx < 1: raise ValueError(f"tau_ctx must be in [0, 1), got {tau_ctx}")
+    return float(tau_ctx) if k_max is None else snap_level(tau_ctx, k_max)
+
+def corrupt_context(x:torch.Tensor,                  # context frames, (B, T, ...)
+                    tau_ctx:float=TAU_CTX,           # level to re-noise to, in [0, 1)
+                    generator:torch.Generator|None=None,
+                    k_max:int|None=None,             # snap τ_ctx to this model's level grid
+                    noise:torch.Tensor|None=None     # ε to use (default: drawn from `generator`)
                    )->tuple[torch.Tensor, torch.Tensor]: # (x at τ_ctx, levels (B, T) to give the model)
     "Re-noise context frames to the light level `tau_ctx` and return the levels the model must be told"
-    if not 0 <= tau_ctx < 1: raise ValueError(f"tau_ctx must be in [0, 1), got {tau_ctx}")
-    tau = torch.full(x.shape[:2], float(tau_ctx), device=x.device)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    tau = torch.full(x.shape[:2], context_level(tau_ctx, k_max), device=x.device)
+    if noise is None: noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return add_noise(x, noise, tau), tau
 
 # %% ../nbs/01_flow.ipynb #8fda6b54

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 from .core import seed_everything, set_threads, atomic_write_json
 from .flow import (sample_step_sizes, sample_tau_for_step_size, shortcut_forcing_loss, euler_sample, step_index, check_pow2,
-                       is_bootstrap)
+                       loss_terms)
 from .config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems
 from .learner import Learner, TrainConfig, RandomBatches, close_distributed, world, init_distributed
 from .runs import open_run, fit_run, load_model, Trained
@@ -83,8 +83,7 @@ def toy_loss(k_max:int=64,                     # finest number of steps
         tau = sample_tau_for_step_size(d)
         l = shortcut_forcing_loss(model, x0, torch.randn_like(x0), tau, d, k_max, reduction='none')
         if reweight is not None: l = l * reweight(tau)
-        boot = is_bootstrap(d, k_max).float()
-        return {'flow': (l * (1 - boot)).sum() / len(l), 'shortcut': (l * boot).sum() / len(l)}
+        return loss_terms(l, d, k_max)
     return loss
 
 def nn_distance(a:torch.Tensor, b:torch.Tensor)->float:

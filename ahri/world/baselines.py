@@ -4,24 +4,28 @@
 
 # %% ../../nbs/33_baselines.ipynb #8051f2f2
 from __future__ import annotations
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar, Literal
 import torch
 from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
-from fastcore.script import call_parse
-from ..core import seed_everything, set_threads, cli_call
-from .data import split_episodes, window_starts, AlternatingBatches, frames_to_float
-from ..learner import Learner, TrainConfig, prepare_run, open_checkpoint, close_distributed
+from ..core import seed_everything, set_threads
+from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command, help_problems
+from ..learner import Learner, TrainConfig, world, init_distributed, close_distributed
+from ..runs import open_run, fit_run, open_checkpoint, Trained, path_record
+from .data import split_episodes, window_starts, AlternatingBatches, frames_to_float, open_frames, action_space
 from .dynamics import Dynamics, KVCache, actions_into_frames
-from .train_tokenizer import open_frames
-from .train_dynamics import open_latents, latent_stats, action_space
+from .encode import open_latents, latent_stats, cache_tokenizer
+from .train_dynamics import DYNAMICS_PRESETS, show_trained
 
 # %% auto #0
-__all__ = ['BASELINE_PRESETS', 'copy_last', 'FiLMBlock', 'FiLMCNN', 'motion_weight', 'pixel_loss', 'pixel_rollout',
-           'LatentPredictor', 'latent_predictor_loss', 'latent_rollout', 'ahri_train_baseline', 'train_baseline',
-           'open_baseline']
+__all__ = ['BASELINE_PRESETS', 'ahri_train_baseline', 'copy_last', 'FiLMBlock', 'FiLMCNN', 'motion_weight', 'pixel_loss',
+           'pixel_rollout', 'LatentPredictor', 'latent_predictor_loss', 'latent_rollout', 'BaselineConfig',
+           'train_baseline', 'open_baseline']
 
 # %% ../../nbs/33_baselines.ipynb #cdf8c1b1
 def copy_last(context:torch.Tensor, # (B, C, ...) context frames (pixels or latents)
@@ -163,72 +167,83 @@ def latent_rollout(model:LatentPredictor, z:torch.Tensor, # (B, C, *latent_shape
 
 # %% ../../nbs/33_baselines.ipynb #f0c176e4
 BASELINE_PRESETS = {
-    'pixel': {'tiny': dict(model=dict(n_ctx=4, n_pred=4, width=16, levels=3), steps=1000, batch_size=16, lr=2e-3, warmup=50),
-              'small': dict(model=dict(n_ctx=4, n_pred=4, width=32, levels=3), steps=20_000, batch_size=32, lr=1e-3, warmup=500),
-              'base': dict(model=dict(n_ctx=8, n_pred=4, width=64, levels=3), steps=100_000, batch_size=64, lr=5e-4, warmup=1000)},
-    'latent': {'tiny': dict(steps=1000, batch_size=16, seq_len=16, lr=1e-3, warmup=100),
-               'small': dict(steps=50_000, batch_size=32, seq_len=32, lr=5e-4, warmup=1000),
-               'base': dict(steps=200_000, batch_size=32, seq_len=64, lr=3e-4, warmup=2000)}}
+    'tiny':  {'pixel': dict(model=dict(n_ctx=4, n_pred=4, width=16, levels=3), steps=1000, batch_size=16, lr=2e-3, warmup=50),
+              'latent': dict(model=DYNAMICS_PRESETS['tiny']['model'], steps=1000, batch_size=16, seq_len=16, lr=1e-3, warmup=100)},
+    'small': {'pixel': dict(model=dict(n_ctx=4, n_pred=4, width=32, levels=3), steps=20_000, batch_size=32, lr=1e-3, warmup=500),
+              'latent': dict(model=DYNAMICS_PRESETS['small']['model'], steps=50_000, batch_size=32, seq_len=32, lr=5e-4, warmup=1000)},
+    'base':  {'pixel': dict(model=dict(n_ctx=8, n_pred=4, width=64, levels=3), steps=100_000, batch_size=64, lr=5e-4, warmup=1000),
+              'latent': dict(model=DYNAMICS_PRESETS['base']['model'], steps=200_000, batch_size=32, seq_len=64, lr=3e-4, warmup=2000)}}
 
-@call_parse
-def ahri_train_baseline(kind:str=None,        # 'pixel' (FiLM CNN on frames) or 'latent' (deterministic predictor on latents)
-                        data:str=None,        # frames dataset (pixel) or latent cache (latent)
-                        out:str=None,         # run folder (rerun the same command to resume)
-                        preset:str='tiny',    # 'tiny', 'small' or 'base'
-                        steps:int=None,       # optimizer steps (default: the preset's)
-                        batch_size:int=None,  # windows per step (default: the preset's)
-                        lr:float=None,        # peak learning rate (default: the preset's)
-                        motion_w:float=4.0,   # pixel: extra loss weight on moving pixels
-                        val_frac:float=0.1,   # share of episodes held out (the same split as the other commands)
-                        seed:int=0,           # seed of the model and the data stream
-                        ckpt_every:int=500,   # steps between checkpoints
-                        log_every:int=50,     # steps between metric records
-                        device:str=None,      # 'cpu', 'cuda', ... (default: the best available)
-                        threads:int=None,     # CPU threads
-                        overwrite:bool=False, # delete RUN's contents and start afresh
-                        quiet:bool=False):    # no progress bar
-    "Train a baseline world model: the pixel FiLM CNN or the deterministic latent predictor"
-    cli_call('ahri_train_baseline', train_baseline, dict(locals()))
+@dataclass(kw_only=True)
+class BaselineConfig(Config):
+    "Train a baseline world model: the pixel FiLM CNN (on frames) or the deterministic latent predictor (on a latent cache)"
+    presets:ClassVar = BASELINE_PRESETS
+    preset_by:ClassVar = 'kind'
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
+    extendable:ClassVar = ('steps',)
+    kind:Literal['pixel', 'latent']           # FiLM CNN on frames, or the deterministic predictor on latents
+    data:str                                  # frames dataset (pixel) or latent cache (latent)
+    out:str                                   # run folder (rerun the same command to resume)
+    preset:str = 'tiny'                       # tiny (CPU, minutes), small or base (GPU)
+    steps:Count|None = None                   # optimizer steps (rerun with more to extend the run)
+    batch_size:Count|None = None              # windows per step and process
+    seq_len:Count|None = None                 # latent: frames per window (the pixel model's are its context + predicted frames)
+    lr:Positive|None = None                   # peak learning rate
+    warmup:NonNeg|None = None                 # learning-rate warmup steps (at most half the run)
+    model:dict|None = None                    # model settings
+    motion_w:Weight = 4.0                     # pixel: extra loss weight on moving pixels
+    val_frac:Frac = 0.1                       # share of episodes held out (the same split as the other commands)
+    seed:int = 0                              # seed of the model and the data stream
+    ckpt_every:Count = 500                    # steps between checkpoints
+    log_every:Count = 50                      # steps between metric records
+    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # delete the run folder's contents and start afresh
+    quiet:bool = False                        # no progress bar
+    def check(self):
+        if self.kind == 'pixel' and self.seq_len is not None: raise ConfigError('--seq_len applies to the latent baseline only')
+        if self.kind == 'latent' and self.motion_w != 4.0: raise ConfigError('--motion_w applies to the pixel baseline only')
+        if self.val_frac >= 1: raise ConfigError(f"--val_frac must be below 1, got {self.val_frac}")
 
-def train_baseline(args:dict)->Path:
-    "The body of `ahri_train_baseline`; returns the run folder"
-    from ahri.world.train_dynamics import dyn_preset
-    a = SimpleNamespace(**args)
-    if a.kind not in BASELINE_PRESETS: raise ValueError(f"--kind must be 'pixel' or 'latent', got {a.kind!r}")
-    if not a.out: raise ValueError('--out RUN is required (the run folder)')
-    if a.preset not in BASELINE_PRESETS[a.kind]: raise ValueError(f"--preset must be one of {list(BASELINE_PRESETS[a.kind])}, got {a.preset!r}")
-    p = BASELINE_PRESETS[a.kind][a.preset]
-    steps, bs, lr = a.steps or p['steps'], a.batch_size or p['batch_size'], a.lr or p['lr']
-    if a.kind == 'pixel':
-        store, img = open_frames(a.data)
+def train_baseline(cfg:BaselineConfig)->Trained:
+    "Train a baseline into `cfg.out` under the run contract"
+    cfg = resolve(cfg)
+    if cfg.kind == 'pixel':
+        store, img = open_frames(cfg.data)
         n_actions = action_space(store)[0]
-        if n_actions is None: raise ValueError(f"{a.data} needs discrete actions for the FiLM CNN")
-        seq_len = p['model']['n_ctx'] + p['model']['n_pred']
-    else:
-        store, info = open_latents(a.data)
-        seq_len = p['seq_len']
-    train_eps, val_eps = split_episodes(len(store), a.val_frac, seed=0)
+        if n_actions is None: raise ValueError(f"{cfg.data} needs discrete actions for the FiLM CNN")
+        seq_len = cfg.model['n_ctx'] + cfg.model['n_pred']
+    else: store, info = open_latents(cfg.data); seq_len = cfg.seq_len
+    train_eps, val_eps = split_episodes(len(store), cfg.val_frac, seed=0)
     window_starts(store.lengths, seq_len, 1, train_eps)
-    set_threads(a.threads)
-    run = prepare_run(a.out, args, a.overwrite)
-    seed_everything(a.seed)
-    if a.kind == 'pixel': model, loss = FiLMCNN(n_actions, **p['model']), pixel_loss(a.motion_w)
+    set_threads(cfg.threads); init_distributed(cfg.device)
+    run = open_run(cfg.out, f'baseline_{cfg.kind}', cfg, inputs={'data': store.fingerprint}); rank, _ = world()
+    seed_everything(cfg.seed)
+    run_info = {'kind': f'baseline_{cfg.kind}', 'n_episodes': len(store), 'val_episodes': val_eps.tolist(),
+                'data_fingerprint': store.fingerprint, 'seq_len': seq_len, 'config': run.config}
+    if cfg.kind == 'pixel':
+        model, loss = FiLMCNN(n_actions, **cfg.model), pixel_loss(cfg.motion_w); run_info['img'] = img
     else:
         zm, zs = latent_stats(store, train_eps)
-        model = LatentPredictor(latent_shape=info['latent_shape'], **dyn_preset(a.preset)['model'], n_actions=info['n_actions'],
+        model = LatentPredictor(latent_shape=info['latent_shape'], **cfg.model, n_actions=info['n_actions'],
                                 action_dim=info['action_dim'], z_mean=zm, z_std=zs)
         loss = latent_predictor_loss()
-    cfg = TrainConfig(steps=steps, lr=lr, warmup=min(p['warmup'], steps // 2), log_every=a.log_every, ckpt_every=a.ckpt_every, seed=a.seed)
-    stream = AlternatingBatches(store, seq_len, None, bs, episodes=train_eps, seed=a.seed + 1)
-    info_run = {**args, 'kind': f'baseline_{a.kind}', 'n_episodes': len(store), 'val_episodes': val_eps.tolist(),
-                'data_abs': str(Path(a.data).resolve()), 'seq_len_used': seq_len}
-    if a.kind == 'pixel': info_run['img'] = img
-    else: info_run.update(latent_shape=info['latent_shape'], tokenizer=info['tokenizer'])
-    Learner(model, loss, stream, cfg, run_dir=run, device=a.device, progress=not a.quiet, run_info=info_run).fit()
-    close_distributed(); return run
+        tok = info['tokenizer'] or {}
+        run_info.update(latent_shape=info['latent_shape'],
+                        tokenizer={**path_record(cache_tokenizer(store), run.path), 'fingerprint': tok['fingerprint']} if tok else None)
+    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, run.first('steps') // 2), log_every=cfg.log_every,
+                     ckpt_every=cfg.ckpt_every, seed=cfg.seed, strategy=cfg.strategy)
+    stream = AlternatingBatches(store, seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
+    learn = Learner(model, loss, stream, tc, device=cfg.device, progress=not cfg.quiet)
+    t0 = time.time(); fit_run(learn, run.path, run_info)
+    close_distributed()
+    return Trained(run.path, learn.step, time.time() - t0, run.extended)
+
+ahri_train_baseline = command(BaselineConfig, train_baseline, 'ahri_train_baseline', show=show_trained)
 
 def open_baseline(ckpt:str|Path, device=None)->SimpleNamespace:
     "A trained baseline (eval mode) with its run information; `.kind` is 'pixel' or 'latent'"
     b = open_checkpoint(ckpt, lambda run: str(run.get('kind', '')).startswith('baseline_'), 'a baseline checkpoint (made by ahri_train_baseline)',
                         device=device)
-    b.kind = b.run['kind'][len('baseline_'):]; return b
+    return SimpleNamespace(**vars(b), kind=b.run['kind'][len('baseline_'):])

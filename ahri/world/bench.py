@@ -7,17 +7,21 @@ from __future__ import annotations
 import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from dataclasses import dataclass
+from typing import ClassVar
+from ..core import default_device, set_threads, atomic_write_json
+from ..config import Config, Count, Positive, Device, resolve, command, help_problems
 from ..bench import time_fn, matmul_peak
 from .dynamics import Dynamics, dynamics_loss, KVCache
 from .rollout import imagine
-from .train_dynamics import dyn_preset
+from .train_dynamics import DYNAMICS_PRESETS
 from .eval import imagination_fps
 from .conv_tokenizer import ConvAE
-from .train_tokenizer import preset as tok_preset
+from .train_tokenizer import TOKENIZER_PRESETS
 
 # %% auto #0
-__all__ = ['bench_training', 'bench_imagination', 'bench_horizon', 'activation_bytes', 'bench_memory', 'bench_world_model',
-           'format_world_model']
+__all__ = ['ahri_bench_world_model', 'bench_training', 'bench_imagination', 'bench_horizon', 'activation_bytes', 'bench_memory',
+           'bench_world_model', 'format_world_model', 'WorldModelBenchConfig', 'run_world_model_bench']
 
 # %% ../../nbs/37_bench.ipynb #8454bfcf
 def _batch(B:int, T:int, latent_shape, n_actions:int, device)->dict:
@@ -98,10 +102,10 @@ def bench_memory(model:Dynamics, lengths=(32, 64, 100), n_actions:int=15)->list[
 def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32, 64, 100),
                       compile:bool=False)->dict: # also time the training step under torch.compile
     "Every world-model figure at a preset's size (the tokenizer: the CNN preset of the same name, for decoding)"
-    p = dyn_preset(preset)
+    p = DYNAMICS_PRESETS[preset]
     torch.manual_seed(0)
     peak = matmul_peak(device, dtypes=['fp32'], min_time=min(min_time, 1.0))['fp32']['peak']
-    tok = ConvAE(**tok_preset('cnn', preset)['model']).to(device).eval()
+    tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).to(device).eval()
     shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64, device=device)).shape[2:])
     model = Dynamics(shape, **p['model'], n_actions=15).to(device)
     train = bench_training(model, p['batch_size'], p['seq_len'], min_time=min_time)
@@ -138,3 +142,26 @@ def format_world_model(r:dict)->str:
         lines.append(f"{m['frames']:8d}{m['activation_bytes'] / 2 ** 20:20.1f}{m['kv_cache_bytes'] / 2 ** 20:16.2f}"
                      + (f"{m['peak_gpu_bytes'] / 2 ** 20:16.1f}" if m['peak_gpu_bytes'] is not None else f"{'–':>16}"))
     return '\n'.join(lines)
+
+# %% ../../nbs/37_bench.ipynb #1f7a3d58
+@dataclass(kw_only=True)
+class WorldModelBenchConfig(Config):
+    "Training FLOP/s against the matmul peak, imagination frames/s for K = 64 and 4, rollout time against horizon, memory against clip length"
+    preset:str = 'tiny'                       # the model sizes: a dynamics preset (tiny, small, base)
+    compile:bool = False                      # also time the training step under torch.compile
+    min_time:Positive = 3.0                   # seconds per measurement
+    lengths:list[Count] = (32, 64, 100)       # clip lengths of the memory table
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    json_out:str|None = None                  # also write the results to this JSON file (default: none)
+    def check(self):
+        if self.preset not in DYNAMICS_PRESETS: raise ValueError(f"--preset must be one of {', '.join(DYNAMICS_PRESETS)}, got {self.preset!r}")
+
+def run_world_model_bench(cfg:WorldModelBenchConfig)->dict:
+    "`bench_world_model` for a config; returns (and optionally writes) the figures"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    res = bench_world_model(default_device(cfg.device), cfg.preset, cfg.min_time, tuple(cfg.lengths), cfg.compile)
+    if cfg.json_out: atomic_write_json(cfg.json_out, res)
+    return res
+
+ahri_bench_world_model = command(WorldModelBenchConfig, run_world_model_bench, 'ahri_bench world_model', show=format_world_model)

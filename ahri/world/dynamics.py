@@ -9,12 +9,13 @@ import torch
 from torch import nn
 from einops import rearrange
 from ..layers import Block, RotaryEmbedding
-from ..flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample_tau_for_step_size,
-                       shortcut_forcing_loss, is_bootstrap, input_scale, expand_as, add_noise, snap_level)
+from ..flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample_tau_for_step_size, sample_diffusion_forcing_timesteps,
+                       shift_levels, shortcut_forcing_loss, loss_terms, input_scale, expand_as, add_noise, snap_level,
+                       corrupt_context, TAU_CTX)
 
 # %% auto #0
 __all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'spatial_positions', 'Dynamics', 'actions_into_frames',
-           'sample_levels', 'shift_levels', 'clean_prefix', 'dynamics_loss', 'ring_world', 'error_by_level']
+           'sample_levels', 'clean_prefix', 'dynamics_loss', 'ring_world', 'error_by_level']
 
 # %% ../../nbs/30_dynamics.ipynb #f0a3d009
 def latent_tokens(z:torch.Tensor,    # (B, T, C, h, w) conv latents or (B, T, N, D) token latents
@@ -217,14 +218,6 @@ def sample_levels(B:int, T:int, k_max:int,
     clip = torch.rand(B, 1, device=device) < bootstrap_frac
     return torch.where(clip, d, torch.full_like(d, 1 / k_max))
 
-def shift_levels(tau:torch.Tensor, d:torch.Tensor, # (B, T) levels on the grid of each frame's step size d
-                 shift:float=1.0   # > 1 moves levels toward noise (1: unchanged)
-                )->torch.Tensor:   # (B, T) levels, still on each frame's grid
-    "The timestep shift τ' = sτ / (1 + (s-1)τ), rounded up to a multiple of d"
-    if shift == 1: return tau
-    t = shift * tau / (1 + (shift - 1) * tau)
-    return ((t / d).ceil() * d).clamp(max=1.0)
-
 def clean_prefix(tau:torch.Tensor, d:torch.Tensor, # (B, T) levels and step sizes from `sample_levels`
                  k_max:int,
                  frac:float=0.5,     # share of clips that get a nearly clean prefix
@@ -235,8 +228,7 @@ def clean_prefix(tau:torch.Tensor, d:torch.Tensor, # (B, T) levels and step size
     if T < 2 or frac == 0: return tau, d
     cut = torch.randint(1, T, (B, 1), device=dev)
     pre = (torch.arange(T, device=dev)[None] < cut) & (torch.rand(B, 1, device=dev) < frac)
-    n = max(1, round(tau_max * k_max))
-    low = (torch.randint(0, n, (B, T), device=dev) + 1).float() / k_max
+    low = sample_diffusion_forcing_timesteps(B, T, k_max, device=dev, max_tau=tau_max)
     return torch.where(pre, low, tau), torch.where(pre, torch.full_like(d, 1 / k_max), d)
 
 def dynamics_loss(k_max:int=64,             # finest step count; must equal the model's
@@ -255,8 +247,7 @@ def dynamics_loss(k_max:int=64,             # finest step count; must equal the 
         d = sample_levels(B, T, k_max, bootstrap_frac, device=dev)
         tau, d = clean_prefix(shift_levels(sample_tau_for_step_size(d), d, tau_shift), d, k_max, prefix_frac)
         per_frame = shortcut_forcing_loss(model, x0, torch.randn_like(x0), tau, d, k_max, reduction='none', actions=acts, act_mask=mask)
-        boot = is_bootstrap(d, k_max)
-        return {'flow': (per_frame * ~boot).sum() / per_frame.numel(), 'boot': (per_frame * boot).sum() / per_frame.numel()}
+        return loss_terms(per_frame, d, k_max)
     return loss
 
 # %% ../../nbs/30_dynamics.ipynb #e59f2157
@@ -274,7 +265,7 @@ def ring_world(g:torch.Generator, B:int=32, T:int=6, cells:int=8, D:int=4)->dict
 def error_by_level(model:Dynamics, latents:torch.Tensor, # (B, T, *latent_shape) clean latents (tokenizer space)
                    actions:torch.Tensor|None=None,        # (B, T): actions[:, t] is taken at frame t
                    taus=(1.0, 0.75, 0.5, 0.25),           # levels of the last frame to score
-                   tau_ctx:float=0.125,                   # level of the context frames (snapped to the grid)
+                   tau_ctx:float=TAU_CTX,                 # level of the context frames (put on the model's grid)
                    shuffle:bool=False,                    # permute the actions across the batch
                    seed:int=0)->dict:                     # {τ: normalised MSE of the last frame's x̂₀}
     "How well the model recovers the last frame of each clip from each noise level, given a lightly noised past"
@@ -284,9 +275,11 @@ def error_by_level(model:Dynamics, latents:torch.Tensor, # (B, T, *latent_shape)
     acts, mask = actions_into_frames(actions)
     if shuffle and acts is not None: acts = acts[torch.randperm(B, generator=g, device=latents.device)]
     noise = torch.randn(x0.shape, generator=g, device=x0.device)
+    ctx, ctx_tau = corrupt_context(x0[:, :-1], tau_ctx, k_max=model.k_max, noise=noise[:, :-1])
     out = {}
     for t in taus:
-        tau = torch.full((B, T), snap_level(tau_ctx, model.k_max), device=x0.device); tau[:, -1] = snap_level(t, model.k_max)
-        pred = model(add_noise(x0, noise, tau), tau, torch.full_like(tau, 1 / model.k_max), acts, mask)
+        last = torch.full((B, 1), snap_level(t, model.k_max), device=x0.device)
+        x, tau = torch.cat([ctx, add_noise(x0[:, -1:], noise[:, -1:], last)], 1), torch.cat([ctx_tau, last], 1)
+        pred = model(x, tau, torch.full_like(tau, 1 / model.k_max), acts, mask)
         out[float(t)] = ((pred[:, -1] - x0[:, -1]) ** 2).mean().item()
     model.train(was); return out

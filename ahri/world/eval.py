@@ -5,23 +5,26 @@
 # %% ../../nbs/34_eval.ipynb #d89d627e
 from __future__ import annotations
 import io, json, resource, time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, torch
-from fastcore.script import call_parse, Param
-from ..core import set_threads, atomic_write_json, atomic_write_bytes, cli_call
+from fastprogress.fastprogress import progress_bar
+from ..core import set_threads, atomic_write_json, atomic_write_bytes
+from ..config import Config, Count, Level, Device, resolve, command, help_problems
+from ..flow import TAU_CTX, check_pow2
 from .data import EpisodeStore, window_starts, frames_to_float, frames_to_uint8
 from ..metrics import psnr, ssim
 from ..bench import time_fn
 from .rollout import imagine
 from .baselines import copy_last, pixel_rollout, latent_rollout, open_baseline
 from .train_dynamics import open_world_model
-from .train_tokenizer import lpips_or_reason
+from .train_tokenizer import lpips_or_reason, WEIGHTS
 
 # %% auto #0
-__all__ = ['frame_scores', 'summarise', 'eval_windows', 'peak_memory_mb', 'dynamics_predictor', 'baseline_predictor',
-           'copy_predictor', 'tokenizer_predictor', 'evaluate_world_models', 'imagination_fps', 'horizon_plot',
-           'side_by_side', 'write_video', 'ahri_eval_world_model', 'eval_world_model']
+__all__ = ['ahri_eval_world_model', 'frame_scores', 'summarise', 'eval_windows', 'peak_memory_mb', 'dynamics_predictor',
+           'baseline_predictor', 'copy_predictor', 'tokenizer_predictor', 'evaluate_world_models', 'imagination_fps',
+           'horizon_plot', 'side_by_side', 'write_video', 'WorldModelEvalConfig', 'show_eval', 'eval_world_model']
 
 # %% ../../nbs/34_eval.ipynb #0c073a5b
 def frame_scores(pred:torch.Tensor, # (B, H, 3, h, w) in [0, 1]
@@ -61,7 +64,7 @@ def peak_memory_mb(device)->float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 # %% ../../nbs/34_eval.ipynb #c40c7a7e
-def dynamics_predictor(dyn, tok, K:int, tau_ctx:float=0.1, context_window:int|None=None, seed:int=0):
+def dynamics_predictor(dyn, tok, K:int, tau_ctx:float=TAU_CTX, context_window:int|None=None, seed:int=0):
     "(frames, latents, actions, H) -> predicted frames, for the dynamics model at K steps"
     def f(frames, z, actions, H):
         g = torch.Generator(z.device).manual_seed(seed)
@@ -121,7 +124,7 @@ def evaluate_world_models(predictors:dict,     # name -> predictor(frames, z, ac
 @torch.no_grad()
 def imagination_fps(dyn, z:torch.Tensor,      # (1, C, ...) context latents
                     actions:torch.Tensor,      # (1, ≥ C+H-1)
-                    K:int, horizon:int=32, tau_ctx:float=0.1,
+                    K:int, horizon:int=32, tau_ctx:float=TAU_CTX,
                     decoder=None,              # e.g. the tokenizer's `decode`: include decoding in the time
                     min_time:float=0.0)->float: # keep repeating for at least this long (one timed rollout by default)
     "Single-stream frames per second of imagination (and decoding), after one warm-up rollout"
@@ -169,27 +172,28 @@ def write_video(video:np.ndarray, path:str|Path, fps:int=8)->Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 # %% ../../nbs/34_eval.ipynb #65673181
-@call_parse
-def ahri_eval_world_model(ckpt:str=None,        # dynamics run folder (its newest checkpoint) or checkpoint folder
-                          data:str=None,        # frames dataset (default: the one the latent cache was encoded from)
-                          horizon:int=16,       # frames to imagine per window
-                          context:int=4,        # context frames per window
-                          K:Param('denoising steps per frame to evaluate (powers of two)', int, nargs='+')=None,
-                          n:int=64,             # windows to score
-                          pixel:str=None,       # pixel FiLM CNN baseline run (ahri_train_baseline --kind pixel)
-                          latent:str=None,      # latent predictor baseline run (ahri_train_baseline --kind latent)
-                          tau_ctx:float=0.1,    # context corruption level
-                          raw:bool=False,       # use the raw weights even if the run kept EMA weights
-                          no_lpips:bool=False,  # skip LPIPS
-                          json:bool=False,      # print the results as JSON instead of a table
-                          out:str=None,         # where eval.json, horizon.png and the videos go (default: <checkpoint>/eval_<dataset>)
-                          batch_size:int=16,    # windows per batch
-                          seed:int=0,           # which windows, and the sampling noise
-                          device:str=None,      # 'cpu', 'cuda', ... (default: the best available)
-                          threads:int=None,     # CPU threads
-                          quiet:bool=False):    # no progress bar
+@dataclass(kw_only=True)
+class WorldModelEvalConfig(Config):
     "Score a dynamics model and the baselines on held-out windows: metrics per horizon, action-shuffle ratio, speed; plot and videos"
-    cli_call('ahri_eval_world_model', eval_world_model, dict(locals()), as_json=json)
+    ckpt:str                                  # dynamics run folder (its newest intact checkpoint) or checkpoint folder
+    data:str|None = None                      # frames dataset (default: the one the latent cache was encoded from)
+    horizon:Count = 16                        # frames to imagine per window
+    context:Count = 4                         # context frames per window
+    K:list[Count] = (4, 64)                   # denoising steps per frame to evaluate (powers of two up to the model's k_max)
+    n:Count = 64                              # windows to score
+    pixel:str|None = None                     # pixel FiLM CNN baseline run (ahri_train_baseline --kind pixel) (default: none)
+    latent:str|None = None                    # latent predictor baseline run (ahri_train_baseline --kind latent) (default: none)
+    tau_ctx:Level = TAU_CTX                   # context corruption level
+    weights:WEIGHTS = 'auto'                  # the dynamics model's weights (auto: EMA if the run kept them)
+    no_lpips:bool = False                     # skip LPIPS
+    out:str|None = None                       # where eval.json, horizon.png and the videos go (default: <checkpoint>/eval_<dataset name>)
+    batch_size:Count = 16                     # windows per batch
+    seed:int = 0                              # which windows, and the sampling noise
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    quiet:bool = False                        # no progress bar
+    def check(self):
+        for k in self.K: check_pow2(k, '--K')
 
 def _table(res:dict)->str:
     hs = [h for h in ('1', '5', '10', '30') if h in next(iter(res['models'].values()))['mse_at']]
@@ -202,40 +206,43 @@ def _table(res:dict)->str:
                     + sh + f"{r.get('frames_per_s_single', r['frames_per_s_batched']):10.1f}")
     return '\n'.join(rows)
 
-def eval_world_model(args:dict, as_json:bool=False)->dict:
-    "The body of `ahri_eval_world_model`; returns the results"
-    from fastprogress.fastprogress import progress_bar
-    a = SimpleNamespace(**args)
-    if not a.ckpt: raise ValueError('--ckpt RUN is required (a dynamics run)')
-    Ks = list(a.K or [4, 64])
-    if a.horizon < 1 or a.context < 1: raise ValueError(f"--horizon and --context must be ≥ 1, got {a.horizon} and {a.context}")
-    set_threads(a.threads)
-    dyn = open_world_model(a.ckpt, a.data, False if a.raw else None, a.device)
+def show_eval(res:dict)->str:
+    "The printed report of `eval_world_model`"
+    return f"{_table(res)}\n\ncolumns of {Path(res['dest']) / 'rollouts.mp4'}: {' | '.join(res['video_columns'])}\nwrote {res['dest']}"
+
+def eval_world_model(cfg:WorldModelEvalConfig)->dict:
+    "Score the dynamics model (at each K) and the baselines on the same held-out windows; writes eval.json, horizon.png and videos"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    dyn = open_world_model(cfg.ckpt, cfg.data, cfg.weights, cfg.device)
+    Ks = list(cfg.K)
     for k in Ks:
-        if k < 1 or k & (k - 1) or k > dyn.model.k_max: raise ValueError(f"--K values must be powers of two ≤ {dyn.model.k_max}, got {k}")
+        if k > dyn.model.k_max: raise ValueError(f"--K values must be powers of two ≤ {dyn.model.k_max}, got {k}")
     tok, store, eps, which = dyn.tok, dyn.store, dyn.eps, dyn.split
     if 'actions' not in store.arrays: raise ValueError(f"{store.root} has no actions")
-    lp, why = lpips_or_reason(dyn.device, a.no_lpips)
-    preds = {f'dynamics K={k}': dynamics_predictor(dyn.model, tok.model, k, a.tau_ctx, seed=a.seed) for k in Ks}
+    lp, why = lpips_or_reason(dyn.device, cfg.no_lpips)
+    preds = {f'dynamics K={k}': dynamics_predictor(dyn.model, tok.model, k, cfg.tau_ctx, seed=cfg.seed) for k in Ks}
     preds['copy last frame'] = copy_predictor()
-    for flag, path in (('pixel', a.pixel), ('latent', a.latent)):
+    for flag, path in (('pixel', cfg.pixel), ('latent', cfg.latent)):
         if path:
             b = open_baseline(path, dyn.device)
             if b.kind != flag: raise ValueError(f"--{flag} {path} is a {b.kind} baseline")
+            if flag == 'latent' and (b.run.get('tokenizer') or {}).get('fingerprint') != tok.fingerprint:
+                raise ValueError(f"--latent {path} was trained on latents of another tokenizer than the dynamics model's: retrain it on the same cache")
             preds[f'{flag} baseline'] = baseline_predictor(b, tok.model)
     shuffle = tuple(k for k in preds if k.startswith(f'dynamics K={Ks[0]}') or 'baseline' in k)
-    res, kept = evaluate_world_models(preds, tok.model, store, eps, a.context, a.horizon, a.n, a.batch_size, a.seed, shuffle,
-                                      lp, dyn.device, progress=None if a.quiet else progress_bar)
-    fr, ac = _stack(store, eval_windows(store.lengths, eps, a.context, a.horizon, 1, a.seed), a.context + a.horizon)
-    z1 = tok.model.encode(frames_to_float(fr, dyn.device)[:, :a.context])
-    for k in Ks: res['models'][f'dynamics K={k}']['frames_per_s_single'] = imagination_fps(dyn.model, z1, ac.to(dyn.device), k, a.horizon, a.tau_ctx, tok.model.decode)
-    res.update(checkpoint=str(dyn.ckpt), step=dyn.step, weights=dyn.weights, tokenizer=dyn.run['tokenizer'], split=which, K=Ks,
-               tau_ctx=a.tau_ctx, lpips_note=why, peak_memory_mb=peak_memory_mb(dyn.device), device=str(dyn.device))
+    res, kept = evaluate_world_models(preds, tok.model, store, eps, cfg.context, cfg.horizon, cfg.n, cfg.batch_size, cfg.seed, shuffle,
+                                      lp, dyn.device, progress=None if cfg.quiet else progress_bar)
+    fr, ac = _stack(store, eval_windows(store.lengths, eps, cfg.context, cfg.horizon, 1, cfg.seed), cfg.context + cfg.horizon)
+    z1 = tok.model.encode(frames_to_float(fr, dyn.device)[:, :cfg.context])
+    for k in Ks: res['models'][f'dynamics K={k}']['frames_per_s_single'] = imagination_fps(dyn.model, z1, ac.to(dyn.device), k, cfg.horizon, cfg.tau_ctx, tok.model.decode)
+    dest = Path(cfg.out) if cfg.out else dyn.ckpt / f'eval_{store.root.resolve().name}'
     cols = ['ground truth', f'dynamics K={Ks[0]}'] + [k for k in preds if not k.startswith('dynamics')]
-    res['video_columns'] = cols
-    dest = Path(a.out) if a.out else dyn.ckpt / f'eval_{store.root.resolve().name}'
+    res.update(checkpoint=str(dyn.ckpt), step=dyn.step, weights=dyn.weights, tokenizer=dyn.run['tokenizer'], split=which, K=Ks,
+               tau_ctx=cfg.tau_ctx, lpips_note=why, peak_memory_mb=peak_memory_mb(dyn.device), device=str(dyn.device),
+               video_columns=cols, dest=str(dest))
     atomic_write_json(dest / 'eval.json', res); horizon_plot(res, dest / 'horizon.png')
     video = side_by_side(kept, cols)
     write_video(video, dest / 'rollouts.mp4'); write_video(video, dest / 'rollouts.gif')
-    print(json.dumps(res, indent=1) if as_json else f"{_table(res)}\n\ncolumns of {dest / 'rollouts.mp4'}: {' | '.join(cols)}\nwrote {dest}")
     return res
+
+ahri_eval_world_model = command(WorldModelEvalConfig, eval_world_model, 'ahri_eval_world_model', show=show_eval, json_flag=True)

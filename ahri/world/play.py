@@ -6,18 +6,21 @@
 from __future__ import annotations
 import os, select, sys, time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Literal
 import numpy as np, torch
-from fastcore.script import call_parse
-from ..core import set_threads, cli_call
+from ..core import set_threads
+from ..config import Config, ConfigError, Count, Positive, Level, Device, resolve, command, help_problems
+from ..flow import TAU_CTX, check_pow2
+from .envs import env_kind
 from .data import frames_to_float, frames_to_uint8
 from .rollout import Imagination
 from .train_dynamics import open_world_model
+from .train_tokenizer import WEIGHTS
 
 # %% auto #0
-__all__ = ['PROCGEN_KEYS', 'PROCGEN_NOOP', 'ansi_frame', 'key_map', 'raw_terminal', 'read_key', 'PlaySession', 'ahri_play',
-           'play']
+__all__ = ['ahri_play', 'ansi_frame', 'key_map', 'raw_terminal', 'read_key', 'PlaySession', 'PlayConfig', 'play']
 
 # %% ../../nbs/36_play.ipynb #5966efb8
 def ansi_frame(img:np.ndarray, # uint8 (H, W, 3), H even
@@ -32,15 +35,11 @@ def ansi_frame(img:np.ndarray, # uint8 (H, W, 3), H even
     return '\n'.join(lines)
 
 # %% ../../nbs/36_play.ipynb #da75632a
-PROCGEN_KEYS = {'a': 1, 'd': 7, 'w': 5, 's': 3, 'q': 2, 'e': 8, 'z': 0, 'c': 6,          # left, right, up, down, and diagonals
-                '\x1b[D': 1, '\x1b[C': 7, '\x1b[A': 5, '\x1b[B': 3,                       # arrow keys
-                'j': 9, 'k': 10, 'l': 11, 'i': 12, 'u': 13, 'o': 14}                      # procgen's D, A, W, S, Q, E buttons
-PROCGEN_NOOP = 4
-
-def key_map(env:str, n_actions:int)->tuple[dict, int]:
-    "(key -> action, the no-key action) for an environment spec"
-    if env.startswith('procgen:') and n_actions == 15: return PROCGEN_KEYS, PROCGEN_NOOP
-    return {str(i): i for i in range(min(n_actions, 10))}, 0
+def key_map(env:str, n_actions:int)->tuple[dict, int, str]:
+    "(key -> action, the no-key action, the quit key) for an environment spec"
+    kind = env_kind(env)
+    keys, noop = (kind.keys, kind.noop) if kind.keys and max(kind.keys.values()) < n_actions else ({str(i): i for i in range(min(n_actions, 10))}, 0)
+    return keys, noop, 'x' if 'q' in keys else 'q'
 
 @contextmanager
 def raw_terminal():
@@ -59,9 +58,9 @@ def read_key(timeout:float=0.0)->str|None:
 # %% ../../nbs/36_play.ipynb #67e47e75
 class PlaySession:
     "A single-stream game inside the world model: `reset` from a real episode, `step(action)` -> uint8 frame"
-    def __init__(self, ckpt:str|Path, data:str|Path|None=None, K:int=4, tau_ctx:float=0.1, context:int=4,
-                 window:int|None=None, device=None, seed:int=0):
-        self.dyn = open_world_model(ckpt, data, device=device)
+    def __init__(self, ckpt:str|Path, data:str|Path|None=None, K:int=4, tau_ctx:float=TAU_CTX, context:int=4,
+                 window:int|None=None, device=None, seed:int=0, weights:str='auto'):
+        self.dyn = open_world_model(ckpt, data, weights, device)
         self.tok, self.store, self.eps, self.env = self.dyn.tok, self.dyn.store, self.dyn.eps, self.dyn.store.env
         self.K, self.tau_ctx, self.context, self.window = K, tau_ctx, context, window
         self.g = torch.Generator(self.dyn.device).manual_seed(seed); self.rng = np.random.default_rng(seed)
@@ -84,60 +83,61 @@ class PlaySession:
         return frames_to_uint8(self.tok.model.decode(self.im.step(a)[None])[0, 0]).numpy()
 
 # %% ../../nbs/36_play.ipynb #169f0ff5
-@call_parse
-def ahri_play(ckpt:str=None,          # dynamics run folder (its newest checkpoint) or checkpoint folder
-              data:str=None,          # frames dataset to start from (default: the one the latent cache came from)
-              K:int=4,                # denoising steps per frame
-              tau_ctx:float=0.1,      # context corruption level
-              context:int=4,          # real frames to start from
-              window:int=None,        # frames of context the model attends to (default: all)
-              policy:str='keyboard',  # 'keyboard', 'random' or 'sticky' (a scripted player, no terminal needed)
-              frames:int=200,         # frames to imagine (keyboard: this many, or until the quit key: x for Procgen, q otherwise)
-              record:str=None,        # save the frames as a video (.mp4 or .gif)
-              fps:float=None,         # cap the frame rate (default: as fast as the model imagines)
-              scale:int=1,            # draw every scale-th pixel
-              no_display:bool=False,  # do not draw frames in the terminal
-              device:str=None,        # 'cpu', 'cuda', ... (default: the best available)
-              threads:int=None,       # CPU threads
-              seed:int=0):            # which episode starts the game, and the sampling noise
-    "Play inside a trained world model: keys are actions, frames are imagined as you play"
-    cli_call('ahri_play', play, dict(locals()))
+@dataclass(kw_only=True)
+class PlayConfig(Config):
+    "Play inside a trained world model: keys are actions, frames are imagined as you play (or a scripted player, recorded)"
+    ckpt:str                                  # dynamics run folder (its newest intact checkpoint) or checkpoint folder
+    data:str|None = None                      # frames dataset to start from (default: the one the latent cache came from)
+    K:Count = 4                               # denoising steps per frame (a power of two)
+    tau_ctx:Level = TAU_CTX                   # context corruption level
+    context:Count = 4                         # real frames to start from
+    window:Count|None = None                  # frames of context the model attends to (default: all)
+    policy:Literal['keyboard', 'random', 'sticky'] = 'keyboard' # you at the keyboard, or a scripted player (no terminal needed)
+    frames:Count = 200                        # frames to imagine (keyboard: this many, or until the quit key)
+    record:str|None = None                    # save the frames as a video, .mp4 or .gif (default: no recording)
+    fps:Positive|None = None                  # cap the frame rate (default: as fast as the model imagines)
+    scale:Count = 1                           # draw every scale-th pixel
+    no_display:bool = False                   # do not draw frames in the terminal
+    weights:WEIGHTS = 'auto'                  # the dynamics model's weights (auto: EMA if the run kept them)
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    seed:int = 0                              # which episode starts the game, and the sampling noise
+    def check(self):
+        check_pow2(self.K, '--K')
+        if self.record and Path(self.record).suffix not in ('.mp4', '.gif'): raise ConfigError(f"--record must end in .mp4 or .gif, got {self.record!r}")
 
-def play(args:dict)->dict:
-    "The body of `ahri_play`; returns frames played, frames/s and the recording's path"
-    a = SimpleNamespace(**args)
-    if not a.ckpt: raise ValueError('--ckpt RUN is required (a dynamics run)')
-    if a.policy not in ('keyboard', 'random', 'sticky'): raise ValueError(f"--policy must be keyboard, random or sticky, got {a.policy!r}")
-    if a.policy == 'keyboard' and not sys.stdin.isatty(): raise ValueError('keyboard play needs a terminal; use --policy random (with --record) instead')
-    if a.record and Path(a.record).suffix not in ('.mp4', '.gif'): raise ValueError(f"--record must end in .mp4 or .gif, got {a.record!r}")
-    set_threads(a.threads)
-    s = PlaySession(a.ckpt, a.data, a.K, a.tau_ctx, a.context, a.window, a.device, a.seed)
-    keys, noop = key_map(s.env, s.n_actions or 1)
+def play(cfg:PlayConfig)->dict:
+    "Play (or let a scripted player play) inside the world model, drawing in the terminal; returns frames played, frames/s and the recording"
+    cfg = resolve(cfg)
+    if cfg.policy == 'keyboard' and not sys.stdin.isatty(): raise ValueError('keyboard play needs a terminal; use --policy random (with --record) instead')
+    set_threads(cfg.threads)
+    s = PlaySession(cfg.ckpt, cfg.data, cfg.K, cfg.tau_ctx, cfg.context, cfg.window, cfg.device, cfg.seed, cfg.weights)
+    keys, noop, quit_key = key_map(s.env, s.n_actions or 1)
     shown, t_model = [s.reset()], 0.0
-    draw = (lambda img, msg: sys.stdout.write('\x1b[H' + ansi_frame(img, a.scale) + '\n' + msg + '\x1b[K\n')) if not a.no_display else (lambda *_: None)
-    if not a.no_display: sys.stdout.write('\x1b[2J')
-    act, quit_key = noop, 'x' if a.policy == 'keyboard' and s.env.startswith('procgen:') else 'q'
-    ctx = raw_terminal() if a.policy == 'keyboard' else _nothing()
-    with ctx:
-        for i in range(a.frames):
+    draw = (lambda img, msg: sys.stdout.write('\x1b[H' + ansi_frame(img, cfg.scale) + '\n' + msg + '\x1b[K\n')) if not cfg.no_display else (lambda *_: None)
+    if not cfg.no_display: sys.stdout.write('\x1b[2J')
+    act = noop
+    with (raw_terminal() if cfg.policy == 'keyboard' else _nothing()):
+        for i in range(cfg.frames):
             t0 = time.perf_counter()
-            if a.policy == 'keyboard':
+            if cfg.policy == 'keyboard':
                 k = read_key()
                 if k == quit_key: break
                 act = keys.get(k, noop)
-            elif a.policy == 'random' or i == 0 or s.rng.random() > 0.8: act = int(s.rng.integers(0, s.n_actions or 1))
+            elif cfg.policy == 'random' or i == 0 or s.rng.random() > 0.8: act = int(s.rng.integers(0, s.n_actions or 1))
             t1 = time.perf_counter(); img = s.step(act); t_model += time.perf_counter() - t1
             shown.append(img)
-            draw(img, f"frame {i + 1}  action {act}  {(i + 1) / t_model:5.1f} frames/s (K={a.K})  " + (f"[{quit_key}] quits" if a.policy == 'keyboard' else ''))
-            if a.fps: time.sleep(max(0.0, 1 / a.fps - (time.perf_counter() - t0)))
+            draw(img, f"frame {i + 1}  action {act}  {(i + 1) / t_model:5.1f} frames/s (K={cfg.K})  " + (f"[{quit_key}] quits" if cfg.policy == 'keyboard' else ''))
+            if cfg.fps: time.sleep(max(0.0, 1 / cfg.fps - (time.perf_counter() - t0)))
     n = len(shown) - 1
-    res = {'frames': n, 'frames_per_s': n / t_model if t_model else None, 'K': a.K, 'record': None}
-    if a.record and n:
+    res = {'frames': n, 'frames_per_s': n / t_model if t_model else None, 'K': cfg.K, 'record': None}
+    if cfg.record and n:
         from ahri.world.eval import write_video
-        res['record'] = str(write_video(np.stack(shown), a.record, fps=int(a.fps or 15)))
-    print(f"imagined {n} frames at {res['frames_per_s'] or 0:.1f} frames/s (K={a.K}, one stream, decoding included)"
-          + (f"; saved {res['record']}" if res['record'] else ''))
+        res['record'] = str(write_video(np.stack(shown), cfg.record, fps=int(cfg.fps or 15)))
     return res
 
 @contextmanager
 def _nothing(): yield
+
+ahri_play = command(PlayConfig, play, 'ahri_play', show=lambda r: f"imagined {r['frames']} frames at {r['frames_per_s'] or 0:.1f} frames/s "
+                    f"(K={r['K']}, one stream, decoding included)" + (f"; saved {r['record']}" if r['record'] else ''))

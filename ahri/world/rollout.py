@@ -5,33 +5,26 @@
 # %% ../../nbs/31_rollout.ipynb #c06be759
 from __future__ import annotations
 import torch
-from ..flow import sampling_taus, euler_step, add_noise, check_pow2, snap_level
+from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, Dynamics, actions_into_frames
 
 # %% auto #0
-__all__ = ['snap_tau_ctx', 'Imagination', 'imagine', 'imagine_uncached']
-
-# %% ../../nbs/31_rollout.ipynb #876974d3
-def snap_tau_ctx(tau_ctx:float, k_max:int)->float:
-    "τ_ctx on the model's level grid (the nearest multiple of 1/k_max), checked to be in [0, 1)"
-    if not 0 <= tau_ctx < 1: raise ValueError(f"tau_ctx must be in [0, 1), got {tau_ctx}")
-    return snap_level(tau_ctx, k_max)
+__all__ = ['Imagination', 'imagine', 'imagine_uncached']
 
 # %% ../../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
     "A batch of rollouts inside the world model: `prime` with context, then `step` one frame per action"
     def __init__(self, model:Dynamics,
                  K:int=4,                    # denoising steps per frame (a power of two ≤ k_max)
-                 tau_ctx:float=0.1,          # level that finished frames are re-noised to (snapped to the grid)
+                 tau_ctx:float=TAU_CTX,      # level that finished frames are re-noised to (put on the model's grid)
                  context:int|None=None,      # frames of context each frame attends to (None: all)
                  generator:torch.Generator|None=None): # for all noise (ε of new frames and of re-noising)
         check_pow2(K, 'K')
         if K > model.k_max: raise ValueError(f"K={K} exceeds the model's k_max={model.k_max} (its finest step is 1/{model.k_max})")
         self.model, self.K, self.g, self.context = model, K, generator, context
-        self.tau_ctx = snap_tau_ctx(tau_ctx, model.k_max)
+        self.tau_ctx = context_level(tau_ctx, model.k_max)
         self.taus = sampling_taus(K)
 
-    def _randn(self, like): return torch.randn(like.shape, generator=self.g, device=like.device, dtype=like.dtype)
     def _full(self, v:float, n:int=1): return torch.full((self.B, n), float(v), device=self.device)
 
 # %% ../../nbs/31_rollout.ipynb #a01e2f69
@@ -42,10 +35,9 @@ def _prime(self:Imagination, z:torch.Tensor,           # (B, C, *latent_shape) c
     m = self.model; self.B, C = z.shape[:2]; self.device = z.device
     if actions is not None and actions.shape[1] != C - 1: raise ValueError(f"{C} context frames need {C - 1} actions (taken at all but the last), got {actions.shape[1]}")
     self.cache, self.pending = KVCache(m.n_temporal, self.context), None
-    x = m.normalize(z.float())
-    x = add_noise(x, self._randn(x), self._full(self.tau_ctx, C))
+    x, tau = corrupt_context(m.normalize(z.float()), self.tau_ctx, self.g)
     acts, mask = actions_into_frames(actions, C)
-    m(x, self._full(self.tau_ctx, C), self._full(1 / m.k_max, C), acts, mask, cache=self.cache, commit=C)
+    m(x, tau, self._full(1 / m.k_max, C), acts, mask, cache=self.cache, commit=C)
     return self
 
 Imagination.prime = _prime
@@ -77,7 +69,7 @@ def _step(self:Imagination, action:torch.Tensor|None=None # (B,) or (B, A): the 
                      acts, masks, cache=self.cache, commit=1)[:, 1:]
         else: pred = m(x, tau, d, a, mask, cache=self.cache)
         x = euler_step(x, pred, tau, self._full(tn))
-    self.pending = (add_noise(x, renoise, self._full(self.tau_ctx)), a, mask)
+    self.pending = (corrupt_context(x, self.tau_ctx, noise=renoise)[0], a, mask)
     return m.denormalize(x[:, 0])
 
 Imagination.step = _step
@@ -91,7 +83,7 @@ def _check_actions(actions, C:int, H:int):
 def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context latents
             actions:torch.Tensor|None,      # (B, ≥ C+H-1): actions taken at frames 0…C+H-2 (None: action-free)
             horizon:int,                    # frames to imagine
-            K:int=4, tau_ctx:float=0.1, context:int|None=None, generator=None)->torch.Tensor: # (B, H, *latent_shape)
+            K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None)->torch.Tensor: # (B, H, *latent_shape)
     "Imagine `horizon` frames after the context, with a KV cache"
     C = z.shape[1]; _check_actions(actions, C, horizon)
     im = Imagination(model, K, tau_ctx, context, generator).prime(z, None if actions is None else actions[:, :C - 1])
@@ -99,13 +91,12 @@ def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context late
 
 @torch.no_grad()
 def imagine_uncached(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int,
-                     K:int=4, tau_ctx:float=0.1, context:int|None=None, generator=None)->torch.Tensor:
+                     K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None)->torch.Tensor:
     "The same rollout as `imagine` (same noise draws), recomputing the whole sequence at every step"
     check_pow2(K, 'K'); m = model; B, C = z.shape[:2]; dev = z.device; _check_actions(actions, C, horizon)
-    tc, dmin, taus = snap_tau_ctx(tau_ctx, m.k_max), 1 / m.k_max, sampling_taus(K)
+    tc, dmin, taus = context_level(tau_ctx, m.k_max), 1 / m.k_max, sampling_taus(K)
     full = lambda v, n=1: torch.full((B, n), float(v), device=dev)
-    x = m.normalize(z.float())
-    seq = add_noise(x, torch.randn(x.shape, generator=generator, device=dev), full(tc, C))     # (B, n, ...) context so far
+    seq = corrupt_context(m.normalize(z.float()), tc, generator)[0]                          # (B, n, ...) context so far
     acts, mask = actions_into_frames(actions, C + horizon)
     out = []
     for h in range(horizon):
@@ -117,5 +108,5 @@ def imagine_uncached(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, 
                      cache=KVCache(m.n_temporal, context))[:, -1:]
             xh = euler_step(xh, pred, full(t), full(tn))
         out.append(m.denormalize(xh[:, 0]))
-        seq = torch.cat([seq, add_noise(xh, renoise, full(tc))], 1)
+        seq = torch.cat([seq, corrupt_context(xh, tc, noise=renoise)[0]], 1)
     return torch.stack(out, 1)
