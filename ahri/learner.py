@@ -346,7 +346,7 @@ Learner.ema_model = _ema_model
 class MetricsCB(Callback):
     "Loss terms, lr, grad norm and speed every `log_every` steps, as records in `learn.history`"
     order = 10
-    def before_fit(self): self.sums, self.n, self.t0 = {}, 0, time.time()
+    def before_fit(self): self.sums, self.n, self.t0, self.first = {}, 0, time.time(), self.learn.step
     def after_loss(self):
         for k, v in self.learn.losses.items(): self.sums[k] = self.sums.get(k, 0.) + v.detach().float()
         self.n += 1
@@ -361,7 +361,7 @@ class MetricsCB(Callback):
         l.record(rec); self.sums, self.n, self.t0 = {}, 0, time.time()
     def after_fit(self):
         l = self.learn
-        if l.world > 1 and l.cfg.strategy == 'ddp':
+        if l.world > 1 and l.cfg.strategy == 'ddp' and l.step > self.first:        # (a rerun of a finished fit trains nothing)
             fps = all_gather_objects(weights_fingerprint(l.model))
             l.record({'step': l.step, 'event': 'rank_fingerprints', 'fingerprints': fps, 'in_sync': len(set(fps)) == 1})
             if len(set(fps)) != 1: warnings.warn(f'ranks ended with different weights: {fps}')

@@ -4,16 +4,21 @@
 
 # %% ../../nbs/59_bench.ipynb #ebd254ed
 from __future__ import annotations
+from dataclasses import dataclass
+from types import SimpleNamespace
 import torch
+from ..core import default_device, set_threads, atomic_write_json
+from ..config import Config, Count, Positive, Device, resolve, command, help_problems
 from ..bench import time_fn
 from ..ddpm import DDPMSchedule
 from .keypoints import KeypointDenoiser
 from .interp import TrajDenoiser
-from .evaluate import default_base_steps, sample_plans
 from .guidance import WallGuide
+from .methods import PLANNERS
+from .train import PLANNER_PRESETS
 
 # %% auto #0
-__all__ = ['PLANNER_SIZES', 'bench_planner', 'format_planner']
+__all__ = ['PLANNER_SIZES', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench', 'format_planner']
 
 # %% ../../nbs/59_bench.ipynb #cc555310
 PLANNER_SIZES = {'particle 9×9': ((9, 9), 64), 'particle 15×15': ((15, 15), 128),
@@ -34,11 +39,11 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
         s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         base = KeypointDenoiser(hw, k=H, dim=dim, depth=depth, heads=heads, local=False, cnn_layers=cnn_layers).to(device).eval()
-        steps = default_base_steps(H)
+        pl, two, steps = SimpleNamespace(stage1=s1, stage2=s2, baseline=base, sched=sched), PLANNERS['two_stage'], PLANNERS['baseline'].ddim_steps(H)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
-            ours = lambda: sample_plans(s1, sched, maze, st, gl, H, kp_steps, s2)
-            guided = lambda: sample_plans(s1, sched, maze, st, gl, H, kp_steps, s2, guide=wg, maps=wg.maps(occ, device))  # maps are part of planning
+            ours = lambda: two.sample(pl, maze, st, gl, H, kp_steps=kp_steps)
+            guided = lambda: two.sample(pl, maze, st, gl, H, guide=wg, maps=wg.maps(occ, device), kp_steps=kp_steps)  # maps are part of planning
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
             t_ours = time_fn(ours, device, warmup=1, min_time=min_time)
             t_guided = time_fn(guided, device, warmup=1, min_time=min_time)
@@ -47,10 +52,33 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                          'baseline_steps': steps, 'speedup': t_pass * steps / t_ours})
     return rows
 
-def format_planner(rows:list[dict], device)->str:
+@dataclass(kw_only=True)
+class PlannerBenchConfig(Config):
+    "Plan latency of the two-stage planner against the full-sequence baseline, at batch 1 and 64, per maze size"
+    preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small)
+    batches:list[Count] = (1, 64)             # batch sizes to time
+    min_time:Positive = 1.0                   # seconds per measurement
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    json_out:str|None = None                  # also write the results to this JSON file (default: none)
+    def check(self):
+        if self.preset not in PLANNER_PRESETS: raise ValueError(f"--preset must be one of {', '.join(PLANNER_PRESETS)}, got {self.preset!r}")
+
+def run_planner_bench(cfg:PlannerBenchConfig)->dict:
+    "`bench_planner` at a preset's sizes; returns (and optionally writes) the rows"
+    cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device); p = PLANNER_PRESETS[cfg.preset]
+    rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time)
+    res = {'device': str(dev), 'threads': torch.get_num_threads(), 'preset': cfg.preset, 'rows': rows}
+    if cfg.json_out: atomic_write_json(cfg.json_out, res)
+    return res
+
+def format_planner(res:dict)->str:
     "The rows as a table"
-    lines = [f"plan latency on {device} ({torch.get_num_threads()} threads), ms per plan",
+    rows, device = res['rows'], res['device']
+    lines = [f"plan latency on {device} ({res['threads']} threads), ms per plan",
              f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>10}{'guided':>10}{'baseline':>12}{'steps':>7}{'speedup':>9}"]
     for r in rows:
         lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{r['ours_ms']:>10.2f}{r['guided_ms']:>10.2f}{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{r['speedup']:>8.0f}×")
     return '\n'.join(lines)
+
+ahri_bench_planner = command(PlannerBenchConfig, run_planner_bench, 'ahri_bench planner', show=format_planner)

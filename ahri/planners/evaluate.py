@@ -5,63 +5,46 @@
 # %% ../../nbs/57_evaluate.ipynb #a92c61d1
 from __future__ import annotations
 import io, json, time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 import numpy as np
 import torch
-from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
-from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
+from ..core import set_threads, atomic_write_bytes, atomic_write_json
+from ..config import Config, ConfigError, Count, Device, resolve, command, help_problems
 from .maze import load_mazes, astar, cell_of, segment_hits
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
 from .interp import refine, fill, plan_metrics, summarize, keyframes_for
-from .train import open_planner, planner_hw
 from .guidance import WallGuide
+from .methods import PLANNERS, PlannerName, planner_method
+from .train import open_planner, planner_hw
 
 # %% auto #0
-__all__ = ['default_base_steps', 'plan_batch', 'sample_plans', 'wall_hits', 'plan_mazes', 'ahri_plan', 'plan_file',
-           'astar_lengths', 'evaluate_planner', 'format_table', 'ahri_eval_planner', 'eval_file', 'diffusion_frames',
-           'draw_plan', 'frames_video']
+__all__ = ['ahri_plan', 'ahri_eval_planner', 'plan_batch', 'wall_hits', 'plan_mazes', 'PlanConfig', 'plan_file', 'astar_lengths',
+           'evaluate_planner', 'format_table', 'PlannerEvalConfig', 'eval_file', 'show_planner_eval',
+           'diffusion_frames', 'draw_plan', 'frames_video']
 
 # %% ../../nbs/57_evaluate.ipynb #f8e0caed
-def default_base_steps(T:int)->int:
-    "DDIM steps of the full-sequence baseline: 64 up to H = 128, 256 beyond (the published planner's counts)"
-    return 64 if T <= 128 else 256
-
 @torch.no_grad()
 def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W), (B, 2), (B, 2) maze coordinates
-               method:str='two_stage',      # 'two_stage', 'stage1' or 'baseline'
+               method:str='two_stage',      # a key of `PLANNERS`
                n_samples:int=1,             # plans per maze
                kp_steps:int=10,             # DDIM steps of stage 1
                base_steps:int|None=None,    # DDIM steps of the baseline (default: `default_base_steps`)
                generator:torch.Generator|None=None,
-               guide:WallGuide|None=None,   # wall guidance of the sampling and a repair of the plan (`55_wall_guidance`)
+               guide:WallGuide|None=None,   # wall guidance of the sampling and a repair of the plan (`54_guidance`)
                **refine_kw)->np.ndarray:    # (B, n_samples, T, 2) maze coordinates
-    "`n_samples` plans per maze with one of the three methods, all samples in one batch (each maze prepared once)"
-    if method not in ('two_stage', 'stage1', 'baseline'): raise ValueError(f"method must be 'two_stage', 'stage1' or 'baseline', got {method!r}")
-    if method == 'baseline' and pl.baseline is None: raise ValueError(f"{pl.run} has no baseline (it was trained with --steps_base 0)")
+    "`n_samples` plans per maze with one of the methods, all samples in one batch (each maze prepared once)"
+    m = planner_method(method)
+    if not m.available(pl): raise ValueError(f"{pl.run} has no {m.model} model (it was trained with --steps_base 0)")
     hw, dev, T, B = occ.shape[1:], pl.device, pl.p['T'], len(occ)
     each = lambda z: z.repeat_interleave(n_samples, 0)                      # maze i's samples are rows i·n … i·n + n-1
     mz = each(maze_channels(occ).to(dev))
     st, gl = (each(to_unit(torch.as_tensor(np.asarray(v), dtype=torch.float32), hw).to(dev)) for v in (start, goal))
     maps = each(guide.maps(occ, dev)) if guide else None
-    model = pl.baseline if method == 'baseline' else pl.stage1
-    ddim = (base_steps or default_base_steps(T)) if method == 'baseline' else kp_steps
-    u = sample_plans(model, pl.sched, mz, st, gl, T, ddim, pl.stage2 if method == 'two_stage' else None, method == 'baseline',
-                     generator, guide, maps, **refine_kw)
+    u = m.sample(pl, mz, st, gl, T, generator, guide, maps, kp_steps, base_steps, **refine_kw)
     return from_unit(u.float(), hw).cpu().numpy().reshape(B, n_samples, T, 2)
-
-def sample_plans(model, sched, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor, # a keypoint model; maze channels, start, goal (unit)
-                 T:int, ddim_steps:int,     # points per plan; DDIM steps
-                 stage2=None,               # the stage-2 model, to refine the keypoints (None: their straight-line fill)
-                 full:bool=False,           # `model` samples all T points (the full-sequence baseline)
-                 generator=None,
-                 guide:WallGuide|None=None, maps:torch.Tensor|None=None, # wall guidance and its maps (`guide.maps`)
-                 **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
-    "One plan per row, tensors in and out: the sampler that `plan_batch` and `ahri_bench planner` share"
-    kp = sample_keypoints(model, sched, mz, st, gl, ddim_steps, pred='x0', generator=generator,
-                          guide=guide.on_estimates(maps, None if full else T) if guide else None)
-    u = kp if full else fill(kp, T) if stage2 is None else refine(stage2, kp, mz, st, gl, **refine_kw)
-    return guide.repair(maps, u) if guide else u
 
 def wall_hits(occ:np.ndarray, samples:np.ndarray)->np.ndarray: # (N, n) segments crossing a wall
     "For plans (N, n, T, 2) sampled in mazes (N, H, W): how many segments of each cross a wall"
@@ -85,47 +68,50 @@ def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_si
     return {'traj': samples[np.arange(N), chosen], 'samples': samples, 'collides': hits > 0, 'chosen': chosen}
 
 # %% ../../nbs/57_evaluate.ipynb #4e1cb300
-@call_parse
-def ahri_plan(ckpt:str=None,                # planner run folder (ahri_train_planner)
-              mazes:str=None,               # maze file: occ (N, H, W) bool, start and goal (N, 2)
-              out:str=None,                 # plans file to write (.npz)
-              method:str='two_stage',       # 'two_stage', 'stage1' or 'baseline'
-              n_samples:int=1,              # plans sampled per maze (the first collision-free one is kept)
-              kp_steps:int=10,              # DDIM steps of stage 1
-              base_steps:int=None,          # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
-              refine_steps:int=1,           # stage-2 passes
-              clamp:str='endpoints',        # stage-2 clamp policy: endpoints, all_anchors or none
-              guide:bool=False,             # wall guidance while sampling, and a repair of the plan (55_wall_guidance)
-              batch_size:int=64, seed:int=0,
-              device:str=None, threads:int=None,
-              overwrite:bool=False,         # replace an existing plans file
-              quiet:bool=False):
+@dataclass(kw_only=True)
+class PlanConfig(Config):
     "Plan a path through every maze of a maze file"
-    cli_call('ahri_plan', plan_file, dict(locals()))
+    ckpt:str                                  # planner run folder (ahri_train_planner, ahri_train_maze2d)
+    mazes:str                                 # maze file: occ (N, H, W) bool, start and goal (N, 2)
+    out:str                                   # plans file to write (.npz)
+    method:PlannerName = 'two_stage'          # the planning method (ahri.planners.methods.PLANNERS)
+    n_samples:Count = 1                       # plans sampled per maze (the first collision-free one is kept)
+    kp_steps:Count = 10                       # DDIM steps of stage 1
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    refine_steps:Count = 1                    # stage-2 passes
+    clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
+    guide:bool = False                        # wall guidance while sampling, and a repair of the plan (54_guidance)
+    batch_size:Count = 64                     # mazes per batch
+    seed:int = 0                              # the sampling noise
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # replace an existing plans file
+    quiet:bool = False                        # no progress bar
+    def check(self):
+        if Path(self.out).suffix != '.npz': raise ConfigError(f"--out must end in .npz, got {Path(self.out).name}")
 
-def _refine_kw(a:dict)->dict: return {'steps': a.get('refine_steps', 1), 'clamp': a.get('clamp', 'endpoints')}
-def _guide(a:dict)->WallGuide|None: return WallGuide() if a.get('guide') else None
+def _sampling(cfg)->dict:
+    "The sampling options of a plan or evaluation config"
+    return dict(kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, steps=cfg.refine_steps, clamp=cfg.clamp)
 
-def plan_file(a:dict)->Path:
-    "The body of `ahri_plan`"
-    for k in ('ckpt', 'mazes', 'out'):
-        if not a[k]: raise ValueError(f"--{k} is required")
-    out = Path(a['out'])
-    if out.suffix != '.npz': raise ValueError(f"--out must end in .npz, got {out.name}")
-    if out.exists() and not a['overwrite']: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    mazes = load_mazes(a['mazes'])
-    set_threads(a['threads'])
-    pl = open_planner(a['ckpt'], a['device'])
+def plan_file(cfg:PlanConfig)->dict:
+    "Plan every maze of `cfg.mazes` and write the plans; returns what was written, with the time taken"
+    cfg = resolve(cfg); out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    mazes = load_mazes(cfg.mazes)
+    set_threads(cfg.threads)
+    pl = open_planner(cfg.ckpt, cfg.device)
     t0 = time.time()
-    r = plan_mazes(pl, mazes, a['method'], a['n_samples'], a['batch_size'], a['seed'], not a['quiet'], guide=_guide(a),
-                   **({'base_steps': a['base_steps']} if a['method'] == 'baseline' else {'kp_steps': a['kp_steps']}),
-                   **(_refine_kw(a) if a['method'] == 'two_stage' else {}))
-    buf = io.BytesIO(); np.savez_compressed(buf, **r, method=np.array(a['method']))
+    r = plan_mazes(pl, mazes, cfg.method, cfg.n_samples, cfg.batch_size, cfg.seed, not cfg.quiet,
+                   guide=WallGuide() if cfg.guide else None, **_sampling(cfg))
+    buf = io.BytesIO(); np.savez_compressed(buf, **r, method=np.array(cfg.method))
     atomic_write_bytes(out, buf.getvalue())
-    if not a['quiet']:
-        print(f"{out}: {len(r['traj'])} plans ({a['method']}{', wall-guided' if a['guide'] else ''}, {a['n_samples']} sample(s) each) in {time.time() - t0:.1f} s; "
-              f"{r['collides'][np.arange(len(r['chosen'])), r['chosen']].mean():.1%} of the kept plans collide")
-    return out
+    return {'out': str(out), 'plans': len(r['traj']), 'method': cfg.method, 'guide': cfg.guide, 'n_samples': cfg.n_samples,
+            'seconds': time.time() - t0, 'kept_collide': float(r['collides'][np.arange(len(r['chosen'])), r['chosen']].mean())}
+
+ahri_plan = command(PlanConfig, plan_file, 'ahri_plan', show=lambda r: (
+    f"{r['out']}: {r['plans']} plans ({r['method']}{', wall-guided' if r['guide'] else ''}, {r['n_samples']} sample(s) each) in "
+    f"{r['seconds']:.1f} s; {r['kept_collide']:.1%} of the kept plans collide"))
 
 # %% ../../nbs/57_evaluate.ipynb #a8279f9b
 def astar_lengths(mazes:dict)->np.ndarray:
@@ -136,7 +122,7 @@ def astar_lengths(mazes:dict)->np.ndarray:
         found = astar(o, cell_of(s), cell_of(g)); out.append(np.nan if found is None else found[1])
     return np.array(out)
 
-def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=('stage1', 'two_stage', 'baseline'), seed:int=0,
+def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=tuple(PLANNERS), seed:int=0,
                      progress:bool=False,
                      guides:dict|None=None, # {row suffix: WallGuide or None}; default {'': None}, no guidance
                      **kw)->dict:
@@ -151,11 +137,11 @@ def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=('stage1', 'two_st
     timing = {}
     for suffix, guide in (guides or {'': None}).items():
         for m in methods:
-            if m == 'baseline' and pl.baseline is None: continue
+            if not planner_method(m).available(pl): continue
             t0 = time.time()
             r = plan_mazes(pl, mazes, m, n_samples, seed=seed, progress=progress, guide=guide, **kw)
             timing[m + suffix] = (time.time() - t0) / (len(occ) * n_samples)
-            name = {'stage1': 'stage 1 (keypoints, filled)', 'two_stage': 'stage 1 + stage 2', 'baseline': 'full-sequence baseline'}[m] + suffix
+            name = planner_method(m).label + suffix
             rows[name] = summarize(plan_metrics(occ, r['samples'][:, 0], goal, ref))
             if n_samples > 1: rows[f'{name}, best of {n_samples}'] = summarize(plan_metrics(occ, r['traj'], goal, ref))
     return {'rows': rows, 'seconds_per_plan': timing, 'n_mazes': len(occ), 'n_samples': n_samples}
@@ -171,40 +157,43 @@ def format_table(rows:dict)->str:
     return '\n'.join(lines)
 
 # %% ../../nbs/57_evaluate.ipynb #e57f5c20
-@call_parse
-def ahri_eval_planner(ckpt:str=None,        # planner run folder (ahri_train_planner)
-                      mazes:str=None,       # held-out maze file (ahri_mazes --seed below 1 000 000)
-                      n_samples:int=1,      # plans per maze (rows for one sample and for the best of n)
-                      kp_steps:int=10,      # DDIM steps of stage 1
-                      base_steps:int=None,  # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
-                      refine_steps:int=1,   # stage-2 passes
-                      clamp:str='endpoints',# stage-2 clamp policy
-                      guide:bool=False,     # also score every method with wall guidance (55_wall_guidance), side by side
-                      no_baseline:bool=False, # skip the baseline (it is the slow one)
-                      out:str=None,         # write the results as JSON here
-                      seed:int=0, device:str=None, threads:int=None,
-                      overwrite:bool=False, # replace an existing --out
-                      quiet:bool=False):
-    "Score stage 1, stage 1 + stage 2 and the full-sequence baseline on held-out mazes"
-    cli_call('ahri_eval_planner', eval_file, dict(locals()))
+@dataclass(kw_only=True)
+class PlannerEvalConfig(Config):
+    "Score the planning methods side by side on held-out mazes"
+    ckpt:str                                  # planner run folder (ahri_train_planner)
+    mazes:str                                 # held-out maze file (ahri_mazes --seed below 1 000 000)
+    methods:list[PlannerName] = tuple(PLANNERS) # the methods to score (the baseline is the slow one)
+    n_samples:Count = 1                       # plans per maze (rows for one sample and for the best of n)
+    kp_steps:Count = 10                       # DDIM steps of stage 1
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    refine_steps:Count = 1                    # stage-2 passes
+    clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
+    guide:bool = False                        # also score every method with wall guidance (54_guidance), side by side
+    out:str|None = None                       # write the results as JSON here (default: nowhere)
+    seed:int = 0                              # the sampling noise
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # replace an existing --out
+    quiet:bool = False                        # no progress bar
 
-def eval_file(a:dict)->dict:
-    "The body of `ahri_eval_planner`"
-    for k in ('ckpt', 'mazes'):
-        if not a[k]: raise ValueError(f"--{k} is required")
-    if a['out'] and Path(a['out']).exists() and not a['overwrite']: raise FileExistsError(f"{a['out']} exists; pass --overwrite to replace it")
-    mazes = load_mazes(a['mazes'])
-    set_threads(a['threads'])
-    pl = open_planner(a['ckpt'], a['device'])
-    methods = ('stage1', 'two_stage') + (() if a['no_baseline'] else ('baseline',))
-    guides = {'': None, ' + wall guidance': WallGuide()} if a['guide'] else None
-    ev = evaluate_planner(pl, mazes, a['n_samples'], methods, a['seed'], not a['quiet'], guides, kp_steps=a['kp_steps'],
-                          base_steps=a['base_steps'], **_refine_kw(a))
-    ev.update(ckpt=str(pl.run), mazes=str(a['mazes']), steps=pl.steps)
-    print(format_table(ev['rows']))
-    print('seconds per plan: ' + ', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in ev['seconds_per_plan'].items()))
-    if a['out']: atomic_write_json(a['out'], ev)
+def eval_file(cfg:PlannerEvalConfig)->dict:
+    "The comparison table of `evaluate_planner` for a maze file (also written to `cfg.out`)"
+    cfg = resolve(cfg)
+    if cfg.out and Path(cfg.out).exists() and not cfg.overwrite: raise FileExistsError(f"{cfg.out} exists; pass --overwrite to replace it")
+    mazes = load_mazes(cfg.mazes)
+    set_threads(cfg.threads)
+    pl = open_planner(cfg.ckpt, cfg.device)
+    guides = {'': None, ' + wall guidance': WallGuide()} if cfg.guide else None
+    ev = evaluate_planner(pl, mazes, cfg.n_samples, tuple(cfg.methods), cfg.seed, not cfg.quiet, guides, **_sampling(cfg))
+    ev.update(ckpt=str(pl.run), mazes=str(cfg.mazes), steps=pl.steps)
+    if cfg.out: atomic_write_json(cfg.out, ev)
     return ev
+
+def show_planner_eval(ev:dict)->str:
+    "The printed table of `eval_file`"
+    return format_table(ev['rows']) + '\nseconds per plan: ' + ', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in ev['seconds_per_plan'].items())
+
+ahri_eval_planner = command(PlannerEvalConfig, eval_file, 'ahri_eval_planner', show=show_planner_eval)
 
 # %% ../../nbs/57_evaluate.ipynb #3122b0d8
 @torch.no_grad()

@@ -9,34 +9,23 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .maze import with_border
+from .maze import with_border, cell_centres, box_distance, nearest_wall_and_free, signed_distance
 from .interp import fill
 
 # %% auto #0
 __all__ = ['sdf_maps', 'wall_distance', 'densify', 'densify_t', 'path_matrix', 'guide_maps', 'wall_cost', 'descend', 'WallGuide']
 
 # %% ../../nbs/54_guidance.ipynb #ad9ce096
-def _box_distance(p:torch.Tensor, centres:torch.Tensor)->torch.Tensor: # (N, 2), (C, 2) -> (N, C)
-    "Euclidean distance from points to unit cells (axis-aligned boxes) with the given centres; 0 inside"
-    d = ((p[:, None] - centres[None]).abs() - 0.5).clamp(min=0)
-    return d.pow(2).sum(-1).sqrt()
-
 @lru_cache(maxsize=8)
 def _sample_to_cell(H:int, W:int, res:int)->torch.Tensor: # (H·res·W·res, (H+2)·(W+2))
     "Distance from every map sample to every cell of the bordered grid: the same for every maze of one size"
-    r, c = np.meshgrid(np.arange(H + 2) - 1, np.arange(W + 2) - 1, indexing='ij')
-    centres = torch.tensor(np.stack([c.ravel() + 0.5, r.ravel() + 0.5], -1), dtype=torch.float32)   # (x, y) of each cell
     y, x = (torch.arange(H * res) + 0.5) / res, (torch.arange(W * res) + 0.5) / res
-    return _box_distance(torch.stack(torch.meshgrid(x, y, indexing='xy'), -1).reshape(-1, 2), centres)
+    return box_distance(torch.stack(torch.meshgrid(x, y, indexing='xy'), -1).reshape(-1, 2), cell_centres(H, W, torch.float32))
 
 @lru_cache(maxsize=8)
 def _nearest_cells(H:int, W:int, res:int, k:int=25)->tuple: # (P, k) distances, ascending, and cell indices
     "Each map sample's k nearest cells"
     return _sample_to_cell(H, W, res).topk(min(k, (H + 2) * (W + 2)), dim=1, largest=False)
-
-def _signed(walls:torch.Tensor, d:torch.Tensor)->tuple: # (..., c) wall flags and distances -> (...) to the nearest wall, to the nearest free cell
-    far = torch.tensor(float('inf'))
-    return torch.where(walls, d, far).amin(-1), torch.where(~walls, d, far).amin(-1)
 
 def sdf_maps(occ:np.ndarray,          # (N, H, W) bool walls
              res:int=8,               # map samples per cell side
@@ -47,12 +36,12 @@ def sdf_maps(occ:np.ndarray,          # (N, H, W) bool walls
     N, H, W = occ.shape
     walls = torch.from_numpy(np.stack([with_border(o).ravel() for o in occ]))      # (N, cells)
     dk, ik = _nearest_cells(H, W, res)                                             # cached per maze size
-    to_wall, to_free = _signed(walls[:, ik], dk)                                   # (N, P) over each sample's nearest cells
+    to_wall, to_free = nearest_wall_and_free(walls[:, ik], dk)                     # (N, P) over each sample's nearest cells
     unsure = torch.where(to_wall > 0, to_wall, to_free).isinf()                    # the cell sought is not among them
     if unsure.any():                                                               # rare (open rooms, thick walls): all cells
         n, p = unsure.nonzero(as_tuple=True)
-        to_wall[n, p], to_free[n, p] = _signed(walls[n], _sample_to_cell(H, W, res)[p])
-    out = torch.where(to_wall > 0, to_wall, -to_free).reshape(N, 1, H * res, W * res)
+        to_wall[n, p], to_free[n, p] = nearest_wall_and_free(walls[n], _sample_to_cell(H, W, res)[p])
+    out = signed_distance(to_wall, to_free).reshape(N, 1, H * res, W * res)
     return out.to(device) if device is not None else out
 
 def _read(maps:torch.Tensor, u:torch.Tensor)->torch.Tensor: # (B, C, h, w), (B, n, 2) -> (B, C, n)

@@ -5,16 +5,18 @@
 # %% ../../nbs/50_maze.ipynb #d86b073b
 from __future__ import annotations
 import heapq, io
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np
-from fastcore.script import call_parse
+import numpy as np, torch
 from fastprogress.fastprogress import progress_bar
-from ..core import atomic_write_bytes, cli_call
+from ..core import atomic_write_bytes
+from ..config import Config, ConfigError, Count, Frac, resolve, command, help_problems
 
 # %% auto #0
-__all__ = ['random_maze', 'with_border', 'sdf', 'sdf_grid', 'astar', 'resample', 'chaikin', 'cell_of', 'grid_to_trajectory',
-           'points_in_walls', 'segment_hits', 'collision_stats', 'random_free_point', 'maze_problem', 'MazeProblems',
-           'make_mazes', 'save_mazes', 'load_mazes', 'ahri_mazes', 'make_maze_file']
+__all__ = ['ahri_mazes', 'random_maze', 'with_border', 'cell_centres', 'box_distance', 'nearest_wall_and_free', 'signed_distance',
+           'sdf', 'sdf_grid', 'astar', 'resample', 'chaikin', 'cell_of', 'grid_to_trajectory', 'points_in_walls',
+           'segment_hits', 'collision_stats', 'random_free_point', 'maze_problem', 'MazeProblems', 'make_mazes',
+           'save_mazes', 'load_mazes', 'MazesConfig', 'make_maze_file']
 
 # %% ../../nbs/50_maze.ipynb #83054612
 def random_maze(h:int=11, w:int=11,            # grid size in cells, each ≥ 5 (odd sizes use every row and column)
@@ -47,29 +49,41 @@ def random_maze(h:int=11, w:int=11,            # grid size in cells, each ≥ 5 
     return occ
 
 # %% ../../nbs/50_maze.ipynb #538f7823
-def _square_dist(pts:np.ndarray, cells:np.ndarray)->np.ndarray:
-    "Distance from each point (N, 2) as (x, y) to the nearest of the unit squares at cells (M, 2) as (r, c); inf if M = 0"
-    if len(cells) == 0: return np.full(len(pts), np.inf)
-    lo = cells[None, :, ::-1].astype(float)                                  # (1, M, 2) as (x, y) lower corners
-    d = np.maximum(np.maximum(lo - pts[:, None], pts[:, None] - (lo + 1)), 0)
-    return np.sqrt((d ** 2).sum(-1)).min(1)
-
 def with_border(occ:np.ndarray)->np.ndarray:
     "(H+2, W+2): the maze inside a ring of wall (cell (r, c) of the maze is (r+1, c+1) here)"
     padded = np.ones((occ.shape[0] + 2, occ.shape[1] + 2), bool); padded[1:-1, 1:-1] = occ
     return padded
 
+def cell_centres(H:int, W:int, dtype=torch.float64)->torch.Tensor: # ((H+2)·(W+2), 2)
+    "The (x, y) centres of the cells of the bordered grid, in the row-major order of `with_border(occ).ravel()`"
+    r, c = torch.meshgrid(torch.arange(H + 2) - 1, torch.arange(W + 2) - 1, indexing='ij')
+    return torch.stack([c.reshape(-1) + 0.5, r.reshape(-1) + 0.5], -1).to(dtype)
+
+def box_distance(p:torch.Tensor,       # (N, 2) points (x, y)
+                 centres:torch.Tensor  # (C, 2) centres of unit cells
+                )->torch.Tensor:       # (N, C) Euclidean distance to each cell (an axis-aligned unit box), 0 inside
+    "Distance from points to unit cells"
+    return ((p[:, None] - centres[None]).abs() - 0.5).clamp(min=0).pow(2).sum(-1).sqrt()
+
+def nearest_wall_and_free(walls:torch.Tensor, # (..., C) bool: which of the cells are walls
+                          d:torch.Tensor      # (..., C) distances to the cells
+                         )->tuple:            # ((...) to the nearest wall, (...) to the nearest free cell); inf if none
+    "The distances to the nearest wall cell and to the nearest free cell"
+    far = torch.tensor(float('inf'), dtype=d.dtype)
+    return torch.where(walls, d, far).amin(-1), torch.where(~walls, d, far).amin(-1)
+
+def signed_distance(to_wall:torch.Tensor, to_free:torch.Tensor)->torch.Tensor:
+    "The sign convention: the distance to the walls in free space (> 0), minus the distance to free space inside a wall"
+    return torch.where(to_wall > 0, to_wall, -to_free)
+
 def sdf(occ:np.ndarray,   # (H, W) bool, True = wall
         pts:np.ndarray    # (..., 2) points (x, y)
        )->np.ndarray:     # (...) signed distance in cells: > 0 free, < 0 inside a wall
     "Exact signed distance from points to the walls (outside the grid is wall)"
-    p = np.asarray(pts, float).reshape(-1, 2)
-    padded = with_border(occ)
-    walls, frees = np.argwhere(padded) - 1, np.argwhere(~padded) - 1
-    out = _square_dist(p, walls)
-    inside = out == 0
-    if inside.any(): out[inside] = -_square_dist(p[inside], frees)
-    return out.reshape(np.shape(pts)[:-1])
+    p = torch.from_numpy(np.asarray(pts, np.float64).reshape(-1, 2))
+    d = box_distance(p, cell_centres(*occ.shape))
+    out = signed_distance(*nearest_wall_and_free(torch.from_numpy(with_border(occ).ravel()), d))
+    return out.numpy().reshape(np.shape(pts)[:-1])
 
 def sdf_grid(occ:np.ndarray, res:int=4)->np.ndarray:
     "The signed distance at the centres of a res×res subgrid of every cell: (H·res, W·res), row-major like `occ`"
@@ -232,27 +246,29 @@ def load_mazes(path:str|Path)->dict:
     return d
 
 # %% ../../nbs/50_maze.ipynb #967a713e
-@call_parse
-def ahri_mazes(out:str=None,              # the .npz file to write
-               n:int=1000,                # problems
-               size:int=11,               # grid size (square mazes; use --height/--width for others)
-               height:int=None,           # rows (default: --size)
-               width:int=None,            # columns (default: --size)
-               T:int=64,                  # points per trajectory
-               wall_density:float=0.7,    # share of interior walls kept (1: perfect mazes)
-               seed:int=0,                # problem i is drawn from the generator seeded by (seed, i)
-               overwrite:bool=False,      # replace an existing file
-               quiet:bool=False):         # no progress bar
+@dataclass(kw_only=True)
+class MazesConfig(Config):
     "Generate maze problems (maze, start, goal, A* trajectory) into one .npz file"
-    cli_call('ahri_mazes', make_maze_file, out, n, height or size, width or size, T, wall_density, seed, overwrite, not quiet)
+    out:str                                   # the .npz file to write
+    n:Count = 1000                            # problems
+    size:Count = 11                           # grid size of square mazes (at least 5)
+    height:Count|None = None                  # rows (default: --size)
+    width:Count|None = None                   # columns (default: --size)
+    T:Count = 64                              # points per trajectory (at least 2)
+    wall_density:Frac = 0.7                   # share of interior walls kept (1: perfect mazes)
+    seed:int = 0                              # problem i is drawn from the generator seeded by (seed, i)
+    overwrite:bool = False                    # replace an existing file
+    quiet:bool = False                        # no progress bar
+    def check(self):
+        if Path(self.out).suffix != '.npz': raise ConfigError(f"--out must end in .npz, got {Path(self.out).name}")
+        if self.T < 2: raise ConfigError(f"--T must be ≥ 2, got {self.T}")
+        h, w = self.height or self.size, self.width or self.size
+        if h < 5 or w < 5: raise ConfigError(f"a maze needs at least 5×5 cells, got {h}×{w}")
 
-def make_maze_file(out, n, h, w, T, wall_density, seed, overwrite=False, progress=False)->Path:
-    "The body of `ahri_mazes`"
-    if not out: raise ValueError('--out FILE.npz is required')
-    out = Path(out)
-    if out.suffix != '.npz': raise ValueError(f"--out must end in .npz, got {out.name}")
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if T < 2: raise ValueError(f"--T must be ≥ 2, got {T}")
-    path = save_mazes(out, make_mazes(n, h, w, T, seed, wall_density, progress))
-    if progress: print(f"wrote {n} {h}×{w} mazes with {T}-point trajectories to {path}")
-    return path
+def make_maze_file(cfg:MazesConfig)->Path:
+    "Generate the maze set of `cfg` and write it (refusing to replace a file unless `overwrite`)"
+    cfg = resolve(cfg); out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    return save_mazes(out, make_mazes(cfg.n, cfg.height or cfg.size, cfg.width or cfg.size, cfg.T, cfg.seed, cfg.wall_density, not cfg.quiet))
+
+ahri_mazes = command(MazesConfig, make_maze_file, 'ahri_mazes', show=lambda p: f"wrote {p}")

@@ -5,46 +5,39 @@
 # %% ../../nbs/58_maze2d.ipynb #1a3a05c9
 from __future__ import annotations
 import io, json, time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar, Literal
 import numpy as np
 import torch
-from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
-from ..core import set_threads, cli_call, atomic_write_bytes, atomic_write_json
-from ..learner import prepare_run
+from ..core import set_threads, atomic_write_bytes, atomic_write_json
+from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems, log
+from ..learner import init_distributed
+from ..runs import open_run, Trained
+from ..world.envs import POINTMAZE, pointmaze_layout, pointmaze_env
 from .maze import astar, cell_of, grid_to_trajectory, resample
-from .train import train_stages, stage_settings, open_planner
+from .methods import PLANNERS, planner_method
+from .train import PlannerStages, planner_settings, borrowed_stage1, train_stages, open_planner, show_planner
 from .evaluate import plan_batch, wall_hits
 from .guidance import WallGuide
 
 # %% auto #0
-__all__ = ['MAZE2D', 'PUBLISHED_MAZE2D', 'MAZE2D_METHODS', 'MAZE2D_PRESET', 'maze2d_layout', 'normalized_score', 'env_to_grid',
-           'grid_to_env', 'flip_y', 'maze2d_env', 'observe', 'WaypointExpert', 'collect_maze2d', 'save_maze2d',
-           'load_maze2d', 'maze2d_episodes', 'maze2d_windows', 'episode_problems', 'PathFollower', 'start_cells',
-           'rollout_maze2d', 'expert_maker', 'astar_maker', 'planner_maker', 'evaluate_maze2d', 'ahri_train_maze2d',
-           'train_maze2d', 'ahri_eval_maze2d', 'eval_maze2d_file', 'format_maze2d']
+__all__ = ['PUBLISHED_MAZE2D', 'CONTROLLERS', 'MAZE2D_METHODS', 'Maze2DMethod', 'MAZE2D_PRESET', 'ahri_train_maze2d',
+           'ahri_eval_maze2d', 'normalized_score', 'env_to_grid', 'grid_to_env', 'flip_y', 'observe', 'WaypointExpert',
+           'collect_maze2d', 'save_maze2d', 'load_maze2d', 'maze2d_episodes', 'maze2d_windows', 'episode_problems',
+           'PathFollower', 'start_cells', 'rollout_maze2d', 'expert_maker', 'astar_maker', 'planner_maker',
+           'evaluate_maze2d', 'Maze2DConfig', 'train_maze2d', 'Maze2DEvalConfig', 'eval_maze2d_file', 'format_maze2d']
 
 # %% ../../nbs/58_maze2d.ipynb #ae929755
-MAZE2D = {
-    'umaze':  dict(env='PointMaze_UMaze-v3',  grid='U_MAZE',      goal_cell=(1, 1), steps=300, ref_min=23.85, ref_max=161.86),
-    'medium': dict(env='PointMaze_Medium-v3', grid='MEDIUM_MAZE', goal_cell=(6, 6), steps=600, ref_min=13.13, ref_max=277.39),
-    'large':  dict(env='PointMaze_Large-v3',  grid='LARGE_MAZE',  goal_cell=(7, 9), steps=800, ref_min=6.7,   ref_max=273.99)}
 PUBLISHED_MAZE2D = {'Diffuser': {'umaze': 113.9, 'medium': 121.5, 'large': 123.0},   # the papers' D4RL Maze2D tables
                     'Diffusion Forcing': {'umaze': 116.7, 'medium': 149.4, 'large': 159.0},
                     'Hierarchical Diffuser': {'umaze': 128.4, 'medium': 135.6, 'large': 155.8}}
 
-def maze2d_layout(name:str # 'umaze', 'medium' or 'large'
-                 )->SimpleNamespace: # the `MAZE2D` entry plus `occ` (H, W) bool walls
-    "A Maze2D layout with its wall grid"
-    if name not in MAZE2D: raise ValueError(f"unknown Maze2D layout {name!r}: expected one of {', '.join(MAZE2D)}")
-    from gymnasium_robotics.envs.maze import maps
-    occ = np.array(getattr(maps, MAZE2D[name]['grid'])) == 1
-    return SimpleNamespace(name=name, occ=occ, **MAZE2D[name])
-
 def normalized_score(R:float|np.ndarray, name:str)->float|np.ndarray:
     "D4RL's normalized score of return `R` on layout `name`"
-    L = MAZE2D[name]; return 100 * (np.asarray(R) - L['ref_min']) / (L['ref_max'] - L['ref_min'])
+    L = POINTMAZE[name]; return 100 * (np.asarray(R) - L['ref_min']) / (L['ref_max'] - L['ref_min'])
 
 # %% ../../nbs/58_maze2d.ipynb #5475d614
 def env_to_grid(p, hw)->np.ndarray:
@@ -60,15 +53,6 @@ def flip_y(v)->np.ndarray:
     v = np.asarray(v, float); return np.stack([v[..., 0], -v[..., 1]], -1)
 
 # %% ../../nbs/58_maze2d.ipynb #98999515
-def maze2d_env(name:str, max_steps:int|None=None):
-    "The PointMaze environment of layout `name`, goal kept fixed, `max_steps` per episode (default: D4RL's)"
-    import warnings, gymnasium as gym
-    with warnings.catch_warnings():                      # its import warns about unrelated Adroit environments
-        warnings.simplefilter('ignore'); import gymnasium_robotics
-    gym.register_envs(gymnasium_robotics)
-    L = maze2d_layout(name)
-    return gym.make(L.env, continuing_task=True, reset_target=False, max_episode_steps=max_steps or L.steps)
-
 def observe(o:dict, hw)->tuple: # (pos, vel, goal) in maze coordinates
     "Position, velocity and goal of a PointMaze observation"
     s = o['observation']; return env_to_grid(s[:2], hw), flip_y(s[2:]), env_to_grid(o['desired_goal'], hw)
@@ -96,8 +80,8 @@ def collect_maze2d(name:str,                   # layout
                    timeout:int=1000,           # steps after which an episode is given up
                    progress:bool=False)->dict:
     "Regenerate a D4RL-style Maze2D dataset: the noisy expert driving to one random goal after another"
-    L = maze2d_layout(name); hw = L.occ.shape
-    env, rng, free = maze2d_env(name, max_steps=steps + 1), np.random.default_rng(seed), np.argwhere(~L.occ)
+    L = pointmaze_layout(name); hw = L.occ.shape
+    env, rng, free = pointmaze_env(name, max_steps=steps + 1), np.random.default_rng(seed), np.argwhere(~L.occ)
     def new_goal(pos):
         while True:
             r, c = free[rng.integers(len(free))]
@@ -178,13 +162,13 @@ class PathFollower:
 
 def start_cells(name:str)->np.ndarray:
     "D4RL's start cells: every free cell but the goal's"
-    L = maze2d_layout(name); return np.array([rc for rc in np.argwhere(~L.occ) if tuple(rc) != L.goal_cell])
+    L = pointmaze_layout(name); return np.array([rc for rc in np.argwhere(~L.occ) if tuple(rc) != L.goal_cell])
 
 def rollout_maze2d(name:str, make, seed:int,   # layout, make(pos, goal) -> policy(pos, vel) -> action, episode seed
                    replan_every:int=0,         # call `make` again every this many steps (0: plan once)
                    env=None, record:bool=False)->dict:
     "One episode: return R, normalized score, first step at the goal (-1 if never), and the path if `record`"
-    L = maze2d_layout(name); hw = L.occ.shape; env = env or maze2d_env(name)
+    L = pointmaze_layout(name); hw = L.occ.shape; env = env or pointmaze_env(name)
     cells = start_cells(name)
     o, _ = env.reset(seed=seed, options={'goal_cell': np.array(L.goal_cell),
                                          'reset_cell': cells[np.random.default_rng(seed).integers(len(cells))]})
@@ -202,7 +186,7 @@ def rollout_maze2d(name:str, make, seed:int,   # layout, make(pos, goal) -> poli
     if record: out.update(path=np.array(path), plans=plans, start=path[0], goal=goal)
     return out
 
-def expert_maker(occ:np.ndarray):
+def expert_maker(occ:np.ndarray, follow_kw:dict|None=None):
     "make(pos, goal) → the D4RL expert (no action noise) driving to the goal"
     def make(pos, goal):
         ex = WaypointExpert(occ); return lambda p, v: ex(p, v, goal)
@@ -224,15 +208,17 @@ def planner_maker(pl, occ:np.ndarray, method:str='two_stage', n_samples:int=1, s
     make.collided = []
     return make
 
-MAZE2D_METHODS = ('expert', 'astar', 'stage1', 'two_stage', 'baseline')
+CONTROLLERS = {'expert': expert_maker, 'astar': astar_maker}   # references that need no planner: make(occ, follow_kw) -> make(pos, goal)
+MAZE2D_METHODS = (*CONTROLLERS, *PLANNERS)
+Maze2DMethod = Literal[MAZE2D_METHODS]
 
 def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:int=0, n_samples:int=1, seed:int=0,
                     progress:bool=False, **kw)->dict:
     "{method: R, score, score vs the expert, success, first-reach step, planning ms} over the same `episodes` starts"
-    name = pl.p['layout']; occ = maze2d_layout(name).occ; env = maze2d_env(name); rows = {}
-    makers = {'expert': expert_maker(occ), 'astar': astar_maker(occ, kw.get('follow_kw'))}
+    name = pl.p['layout']; occ = pointmaze_layout(name).occ; env = pointmaze_env(name); rows = {}
+    makers = {k: f(occ, kw.get('follow_kw')) for k, f in CONTROLLERS.items()}
     for m in methods:
-        if m == 'baseline' and pl.baseline is None: continue
+        if m in PLANNERS and not planner_method(m).available(pl): continue
         make = makers.get(m) or planner_maker(pl, occ, m, n_samples, seed, **kw)
         eps = range(episodes)
         res = [rollout_maze2d(name, make, seed + 10_000 + i, replan_every if m not in makers else 0, env)
@@ -244,7 +230,7 @@ def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:i
                    'plan_ms': 1000 * float(np.mean([r['plan_s'] for r in res])),
                    'plan_collide': float(np.mean(make.collided)) if hasattr(make, 'collided') else float('nan')}
     if 'expert' in rows:
-        lo, hi = MAZE2D[name]['ref_min'], rows['expert']['R']
+        lo, hi = POINTMAZE[name]['ref_min'], rows['expert']['R']
         for r in rows.values(): r['vs_expert'] = 100 * (r['R'] - lo) / (hi - lo)
     return rows
 
@@ -252,80 +238,66 @@ def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:i
 MAZE2D_PRESET = dict(T=64, k=9, dim=96, depth=3, heads=4, cnn_layers=4, diffusion_steps=100, batch_size=64,
                      steps1=1500, steps2=800, steps_base=1500, lr=1e-3, warmup=100)
 
-@call_parse
-def ahri_train_maze2d(out:str=None,            # run folder (rerun the same command to resume)
-                      layout:str='umaze',      # 'umaze', 'medium' or 'large'
-                      dataset_steps:int=200_000, # environment steps of regenerated data
-                      act_noise:float=0.5,     # action noise of the data-collecting expert
-                      T:int=None,              # points per plan (default 64)
-                      steps1:int=None,         # stage-1 steps (default 1500)
-                      steps2:int=None,         # stage-2 steps (default 800)
-                      steps_base:int=None,     # baseline steps (default 1500; 0: no baseline)
-                      batch_size:int=None,     # stage-1 batch (stage 2 and the baseline use half)
-                      modes:str='interp,noise,index', # stage-2 corruption modes
-                      bootstrap_cap:float=0.5, # largest share of stage-2 plans re-corrupted with stage-1 keypoints
-                      causal:bool=False,       # train the causal stage 2
-                      seed:int=0,
-                      ckpt_every:int=500, log_every:int=50,
-                      device:str=None, threads:int=None,
-                      overwrite:bool=False,    # delete RUN's contents and start afresh
-                      quiet:bool=False):
+@dataclass(kw_only=True)
+class Maze2DConfig(PlannerStages):
     "Regenerate a Maze2D dataset for one D4RL layout and train the two-stage planner (and the baseline) on it"
-    cli_call('ahri_train_maze2d', train_maze2d, dict(locals()))
+    presets:ClassVar = {'tiny': MAZE2D_PRESET}
+    layout:Literal['umaze', 'medium', 'large'] = 'umaze' # the D4RL layout
+    dataset_steps:Count = 200_000             # environment steps of regenerated data (at least 1000)
+    act_noise:Frac = 0.5                      # action noise of the data-collecting expert
+    def check(self):
+        super().check()
+        if self.dataset_steps < 1000: raise ConfigError(f"--dataset_steps must be ≥ 1000, got {self.dataset_steps}")
 
-def train_maze2d(args:dict)->Path:
-    "The body of `ahri_train_maze2d`; returns the run folder"
-    a = SimpleNamespace(**args)
-    if not a.out: raise ValueError('--out RUN is required (the run folder)')
-    L = maze2d_layout(a.layout)
-    if a.dataset_steps < 1000: raise ValueError(f"--dataset_steps must be ≥ 1000, got {a.dataset_steps}")
-    p = stage_settings(dict(MAZE2D_PRESET, hw=list(L.occ.shape), size=int(max(L.occ.shape)), layout=a.layout), a)
-    set_threads(a.threads)
-    run = prepare_run(a.out, args, a.overwrite, ignore=('quiet', 'threads', 'overwrite', 'out', 'device'))
-    f = run / 'dataset.npz'
+def train_maze2d(cfg:Maze2DConfig)->Trained:
+    "Regenerate the layout's dataset (once per run folder) and train the planner's stages on tails of its episodes"
+    cfg = resolve(cfg); set_threads(cfg.threads); init_distributed(cfg.device)
+    L = pointmaze_layout(cfg.layout)
+    p = planner_settings(cfg, hw=list(L.occ.shape), size=int(max(L.occ.shape)), layout=cfg.layout); borrowed_stage1(p, cfg)
+    run = open_run(cfg.out, 'maze2d_planner', cfg)
+    f = run.path / 'dataset.npz'
     if f.exists(): data = load_maze2d(f)
     else:
-        if not a.quiet: print(f"collecting {a.dataset_steps} steps of {a.layout}")
-        data = collect_maze2d(a.layout, a.dataset_steps, a.seed, a.act_noise, progress=not a.quiet)
+        log.info(f"collecting {cfg.dataset_steps} steps of {cfg.layout}")
+        data = collect_maze2d(cfg.layout, cfg.dataset_steps, cfg.seed, cfg.act_noise, progress=not cfg.quiet)
         save_maze2d(f, data)
-    (run / 'planner.json').write_text(json.dumps(p, indent=1))
-    return train_stages(run, p, a, not a.quiet, source=lambda bs: episode_problems(data, L.occ, p['T'], bs))
+    atomic_write_json(run.path / 'planner.json', p)
+    t0 = time.time(); steps = train_stages(run, p, cfg, source=lambda bs: episode_problems(data, L.occ, p['T'], bs))
+    return Trained(run.path, steps.get('stage1', 0), time.time() - t0, run.extended, {'steps': steps})
+
+ahri_train_maze2d = command(Maze2DConfig, train_maze2d, 'ahri_train_maze2d', show=show_planner)
 
 # %% ../../nbs/58_maze2d.ipynb #bb551113
-@call_parse
-def ahri_eval_maze2d(ckpt:str=None,           # planner run folder (ahri_train_maze2d)
-                     episodes:int=100,        # episodes per method (the same starts for each)
-                     methods:str='expert,astar,stage1,two_stage,baseline', # rows of the table
-                     replan_every:int=0,      # replan every this many steps (0: plan once)
-                     n_samples:int=1,         # plans sampled each time (the first collision-free one is followed)
-                     refine_steps:int=1,      # stage-2 passes
-                     guide:bool=False,        # wall guidance of the planners' sampling and a repair of each plan (55_wall_guidance)
-                     seed:int=0,
-                     out:str=None,            # write the results as JSON (default RUN/eval_maze2d.json)
-                     device:str=None, threads:int=None,
-                     overwrite:bool=False,    # replace an existing results file
-                     quiet:bool=False):
+@dataclass(kw_only=True)
+class Maze2DEvalConfig(Config):
     "Closed-loop Maze2D scores of a trained planner: D4RL normalized score, success, first-reach time"
-    cli_call('ahri_eval_maze2d', eval_maze2d_file, dict(locals()))
+    ckpt:str                                  # planner run folder (ahri_train_maze2d)
+    episodes:Count = 100                      # episodes per method (the same starts for each)
+    methods:list[Maze2DMethod] = MAZE2D_METHODS # rows of the table: the references and the planning methods
+    replan_every:NonNeg = 0                   # replan every this many steps (0: plan once)
+    n_samples:Count = 1                       # plans sampled each time (the first collision-free one is followed)
+    refine_steps:Count = 1                    # stage-2 passes
+    guide:bool = False                        # wall guidance of the planners' sampling and a repair of each plan (54_guidance)
+    seed:int = 0                              # episode starts and sampling noise
+    out:str|None = None                       # write the results as JSON here (default: RUN/eval_maze2d.json)
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # replace an existing results file
+    quiet:bool = False                        # no progress bar
 
-def eval_maze2d_file(a:dict)->dict:
-    "The body of `ahri_eval_maze2d`"
-    if not a['ckpt']: raise ValueError('--ckpt RUN is required')
-    ms = a['methods'].split(',')
-    for m in ms:
-        if m not in MAZE2D_METHODS: raise ValueError(f"--methods takes {', '.join(MAZE2D_METHODS)}, got {m!r}")
-    if a['episodes'] < 1: raise ValueError(f"--episodes must be ≥ 1, got {a['episodes']}")
-    out = Path(a['out'] or Path(a['ckpt']) / 'eval_maze2d.json')
-    if out.exists() and not a['overwrite']: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    set_threads(a['threads'])
-    pl = open_planner(a['ckpt'], a['device'])
-    if 'layout' not in pl.p: raise ValueError(f"{a['ckpt']} is not a Maze2D planner (train one with ahri_train_maze2d)")
-    kw = {'steps': a['refine_steps'], 'guide': WallGuide() if a['guide'] else None}
-    rows = evaluate_maze2d(pl, a['episodes'], ms, a['replan_every'], a['n_samples'], a['seed'], not a['quiet'], **kw)
-    res = {'layout': pl.p['layout'], 'episodes': a['episodes'], 'replan_every': a['replan_every'], 'n_samples': a['n_samples'],
-           'guide': a['guide'], 'steps': pl.steps, 'rows': rows}
+def eval_maze2d_file(cfg:Maze2DEvalConfig)->dict:
+    "Score the methods on the run's layout in closed loop; writes and returns the results"
+    cfg = resolve(cfg)
+    out = Path(cfg.out or Path(cfg.ckpt) / 'eval_maze2d.json')
+    if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    set_threads(cfg.threads)
+    pl = open_planner(cfg.ckpt, cfg.device)
+    if 'layout' not in pl.p: raise ValueError(f"{cfg.ckpt} is not a Maze2D planner (train one with ahri_train_maze2d)")
+    kw = {'steps': cfg.refine_steps, 'guide': WallGuide() if cfg.guide else None}
+    rows = evaluate_maze2d(pl, cfg.episodes, tuple(cfg.methods), cfg.replan_every, cfg.n_samples, cfg.seed, not cfg.quiet, **kw)
+    res = {'layout': pl.p['layout'], 'episodes': cfg.episodes, 'replan_every': cfg.replan_every, 'n_samples': cfg.n_samples,
+           'guide': cfg.guide, 'steps': pl.steps, 'rows': rows}
     atomic_write_json(out, res)
-    if not a['quiet']: print(format_maze2d({res['layout']: rows}))
     return res
 
 def format_maze2d(results:dict)->str:
@@ -343,3 +315,5 @@ def format_maze2d(results:dict)->str:
                       + f"{r['success']:>5.0%}{r['first']:>6.0f}" + (f"{c:>6.0%}" if c == c else f"{'-':>6}"))
         lines.append(f"{m:<12}{cells}" + (f"{np.mean(sc):>9.1f}" if len(names) > 1 and len(sc) == len(names) else ''))
     return '\n'.join(lines)
+
+ahri_eval_maze2d = command(Maze2DEvalConfig, eval_maze2d_file, 'ahri_eval_maze2d', show=lambda r: format_maze2d({r['layout']: r['rows']}))
