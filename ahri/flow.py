@@ -218,12 +218,11 @@ def shortcut_forcing_loss(model,              # f(x_tau, tau, d, **cond) -> x0 p
     x_tau = add_noise(x0, noise, tau)
     pred = model(x_tau, tau, d, **cond)
     boot = is_bootstrap(d, k_max)
-    target = x0
-    rows = boot.flatten(1).any(1) if boot.ndim > 1 else boot
-    if rows.any():
-        B = x0.shape[0]
-        tgt = shortcut_target(model, x_tau[rows], tau[rows], d[rows], boot[rows], **_rows(cond, rows, B))
-        target = x0.clone(); target[rows] = torch.where(expand_as(boot[rows], tgt).bool(), tgt, x0[rows])
+    rows = (boot.flatten(1).any(1) if boot.ndim > 1 else boot).clone()
+    if not rows.any(): rows[0] = True        # the teacher always runs (see above): on a row without bootstrap frames it changes nothing
+    B = x0.shape[0]
+    tgt = shortcut_target(model, x_tau[rows], tau[rows], d[rows], boot[rows], **_rows(cond, rows, B))
+    target = x0.clone(); target[rows] = torch.where(expand_as(boot[rows], tgt).bool(), tgt, x0[rows])
     loss = frame_mean((pred.float() - target.float()) ** 2, tau.ndim) * ramp_weight(tau)
     return loss.mean() if reduction == 'mean' else loss
 

@@ -18,7 +18,7 @@ from .core import default_device, seed_everything, Interrupted
 # %% auto #0
 __all__ = ['STOP_SIGNALS', 'TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'close_distributed',
            'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA',
-           'CancelStepException', 'CancelFitException', 'Callback', 'Learner', 'to_device', 'MetricsCB', 'ProgressCB']
+           'CancelStepException', 'CancelFitException', 'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -163,6 +163,49 @@ class CancelFitException(Exception): "Stop training cleanly"
 class Callback:
     "Base class: override any of the stage methods; `self.learn` is set by the Learner"
     order = 0
+
+# %% ../nbs/03_learner.ipynb #99321cac
+class MetricsCB(Callback):
+    "Loss terms, lr, grad norm and speed every `log_every` steps, as records in `learn.history`"
+    order = 10
+    def before_fit(self): self.sums, self.n, self.t0, self.first = {}, 0, time.time(), self.learn.step
+    def after_loss(self):
+        for k, v in self.learn.losses.items(): self.sums[k] = self.sums.get(k, 0.) + v.detach().float()
+        self.n += 1
+    def after_step(self):
+        l = self.learn
+        if l.step % l.cfg.log_every and l.step != l.cfg.steps and not l.stopping or not self.n: return
+        vals = torch.stack(list(self.sums.values())) / self.n
+        if l.world > 1: dist.all_reduce(vals); vals = vals / l.world
+        rec = {'step': l.step, 'lr': l.lr, **{k: v.item() for k, v in zip(self.sums, vals)},
+               'steps_per_s': self.n / max(time.time() - self.t0, 1e-9)}
+        if l.grad_norm is not None: rec['grad_norm'] = float(l.grad_norm)
+        l.record(rec); self.sums, self.n, self.t0 = {}, 0, time.time()
+    def after_fit(self):
+        l = self.learn
+        if l.world > 1 and l.cfg.strategy == 'ddp' and l.step > self.first:        # (a rerun of a finished fit trains nothing)
+            fps = all_gather_objects(weights_fingerprint(l.model))
+            l.record({'step': l.step, 'event': 'rank_fingerprints', 'fingerprints': fps, 'in_sync': len(set(fps)) == 1})
+            if len(set(fps)) != 1: warnings.warn(f'ranks ended with different weights: {fps}')
+
+# %% ../nbs/03_learner.ipynb #8ce0263a
+class ProgressCB(Callback):
+    "A progress bar over the steps left, with the latest losses"
+    order = 30
+    def before_fit(self):
+        l = self.learn; self.first = l.step
+        self.pb = progress_bar(range(l.cfg.steps - l.step)) if l.step < l.cfg.steps else None
+        if self.pb is not None: self.pb.update(0)
+    def after_step(self):
+        l = self.learn
+        if self.pb is None: return
+        if l.history and l.step % l.cfg.log_every == 0:
+            r = l.history[-1]
+            losses = ' '.join(f'{k} {v:.4g}' for k, v in r.items() if k not in ('step', 'lr', 'steps_per_s') and isinstance(v, float))
+            self.pb.comment = f'step {l.step}/{l.cfg.steps} {losses}'
+        self.pb.update(l.step - self.first)
+    def after_fit(self):
+        if self.pb is not None: self.pb.on_iter_end()
 
 # %% ../nbs/03_learner.ipynb #c335407e
 class Learner:
@@ -341,46 +384,3 @@ def _ema_model(self:Learner)->nn.Module|None:
     m = cls(**kw) if self.world > 1 and self.cfg.strategy == 'fsdp' else copy.deepcopy(unwrap(self.model))
     m.load_state_dict(sd); return m.eval()
 Learner.ema_model = _ema_model
-
-# %% ../nbs/03_learner.ipynb #99321cac
-class MetricsCB(Callback):
-    "Loss terms, lr, grad norm and speed every `log_every` steps, as records in `learn.history`"
-    order = 10
-    def before_fit(self): self.sums, self.n, self.t0, self.first = {}, 0, time.time(), self.learn.step
-    def after_loss(self):
-        for k, v in self.learn.losses.items(): self.sums[k] = self.sums.get(k, 0.) + v.detach().float()
-        self.n += 1
-    def after_step(self):
-        l = self.learn
-        if l.step % l.cfg.log_every and l.step != l.cfg.steps and not l.stopping or not self.n: return
-        vals = torch.stack(list(self.sums.values())) / self.n
-        if l.world > 1: dist.all_reduce(vals); vals = vals / l.world
-        rec = {'step': l.step, 'lr': l.lr, **{k: v.item() for k, v in zip(self.sums, vals)},
-               'steps_per_s': self.n / max(time.time() - self.t0, 1e-9)}
-        if l.grad_norm is not None: rec['grad_norm'] = float(l.grad_norm)
-        l.record(rec); self.sums, self.n, self.t0 = {}, 0, time.time()
-    def after_fit(self):
-        l = self.learn
-        if l.world > 1 and l.cfg.strategy == 'ddp' and l.step > self.first:        # (a rerun of a finished fit trains nothing)
-            fps = all_gather_objects(weights_fingerprint(l.model))
-            l.record({'step': l.step, 'event': 'rank_fingerprints', 'fingerprints': fps, 'in_sync': len(set(fps)) == 1})
-            if len(set(fps)) != 1: warnings.warn(f'ranks ended with different weights: {fps}')
-
-# %% ../nbs/03_learner.ipynb #8ce0263a
-class ProgressCB(Callback):
-    "A progress bar over the steps left, with the latest losses"
-    order = 30
-    def before_fit(self):
-        l = self.learn; self.first = l.step
-        self.pb = progress_bar(range(l.cfg.steps - l.step)) if l.step < l.cfg.steps else None
-        if self.pb is not None: self.pb.update(0)
-    def after_step(self):
-        l = self.learn
-        if self.pb is None: return
-        if l.history and l.step % l.cfg.log_every == 0:
-            r = l.history[-1]
-            losses = ' '.join(f'{k} {v:.4g}' for k, v in r.items() if k not in ('step', 'lr', 'steps_per_s') and isinstance(v, float))
-            self.pb.comment = f'step {l.step}/{l.cfg.steps} {losses}'
-        self.pb.update(l.step - self.first)
-    def after_fit(self):
-        if self.pb is not None: self.pb.on_iter_end()
