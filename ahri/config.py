@@ -155,6 +155,10 @@ def _help(f:FieldInfo, from_preset:set)->str:
     else: d = f"(default: {' '.join(map(str, f.default)) if f.is_list else f.default})"
     return ' '.join(s for s in (f.doc, d) if s) or f.name
 
+def _declared_at(cls, name:str)->tuple:
+    "Where field `name` is declared: how far up the class hierarchy (0: by `cls` itself), and its place there"
+    return next((i, list(a).index(name)) for i, c in enumerate(cls.__mro__) if name in (a := c.__dict__.get('__annotations__', {})))
+
 def preset_fields(cls)->set:
     "Names of the fields some preset of `cls` fills"
     tables = cls.presets.values() if not cls.preset_by else [t for v in cls.presets.values() for t in v.values()]
@@ -171,7 +175,7 @@ def config_parser(cls, prog:str, description:str|None=None)->argparse.ArgumentPa
     req, opt = p.add_argument_group('required'), p.add_argument_group('options')
     opt.add_argument('-h', '--help', action='help', help='show this message and exit')
     pre = preset_fields(cls)
-    for f in config_fields(cls):
+    for f in sorted(config_fields(cls), key=lambda f: _declared_at(cls, f.name)):   # a subclass's own fields first
         g, kw = req if f.required else opt, dict(dest=f.name, help=_help(f, pre))
         if f.type is bool and not f.is_list: g.add_argument(f'--{f.name}', action='store_true', **kw); continue
         if f.name == 'preset' and cls.presets: kw['choices'] = list(cls.presets)

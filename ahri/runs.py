@@ -12,14 +12,15 @@ import torch.distributed as dist
 from torch import nn
 from safetensors.torch import save_file, load_file
 from .core import atomic_dir, atomic_write_json, atomic_write_bytes, obj_name, import_obj, Interrupted
-from .config import Config, ConfigError, config_dict, log
+from typing import ClassVar, Literal
+from .config import Config, ConfigError, Count, Device, config_dict, log
 from .learner import Learner, Callback, TrainConfig, world, unwrap, state_fingerprint
 
 # %% auto #0
 __all__ = ['RUN_FILE', 'model_spec', 'build_model', 'checkpoint_dir', 'save_checkpoint', 'CheckpointError', 'read_checkpoint',
            'find_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_model', 'Opened', 'open_checkpoint',
            'check_train_config', 'ResumeCB', 'RunLogCB', 'CheckpointCB', 'fit_run', 'StaleRun', 'Run', 'clear_run',
-           'config_changes', 'open_run', 'path_record', 'find_path', 'Trained']
+           'config_changes', 'open_run', 'path_record', 'find_path', 'RunConfig', 'Trained']
 
 # %% ../nbs/05_runs.ipynb #0c229f0d
 def model_spec(model:nn.Module|type, config:dict|None=None)->dict:
@@ -283,6 +284,26 @@ def find_path(rec:dict, base:str|Path)->Path:
     "The recorded path, relative to `base` if it exists there, else absolute"
     rel = Path(base) / rec['rel'] if rec.get('rel') else None
     return rel if rel is not None and rel.exists() else Path(rec['path'])
+
+# %% ../nbs/05_runs.ipynb #0096c8f1
+@dataclass(kw_only=True)
+class RunConfig(Config):
+    "The fields of every command that trains into a run folder"
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
+    extendable:ClassVar = ('steps',)
+    out:str                                   # run folder (rerun the same command to resume, with more steps to extend)
+    seed:int = 0                              # seed of the model and the data stream
+    ckpt_every:Count = 500                    # steps between checkpoints
+    log_every:Count = 50                      # steps between metric records
+    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # delete the run folder's contents and start afresh
+    quiet:bool = False                        # no progress bar
+    def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None)->TrainConfig:
+        "The Learner's settings for a training of `steps` steps with this run's seed, strategy and cadences"
+        return TrainConfig(steps=steps, lr=lr, warmup=warmup, ema_decay=ema or None, log_every=self.log_every,
+                           ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy)
 
 # %% ../nbs/05_runs.ipynb #e6fe4f67
 @dataclass

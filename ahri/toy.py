@@ -13,9 +13,9 @@ from typing import ClassVar, Literal
 from .core import seed_everything, set_threads, atomic_write_json
 from .flow import (sample_step_sizes, sample_tau_for_step_size, shortcut_forcing_loss, euler_sample, step_index, check_pow2,
                        loss_terms)
-from .config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems
+from .config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems
 from .learner import Learner, TrainConfig, RandomBatches, close_distributed, world, init_distributed
-from .runs import open_run, fit_run, load_model, Trained
+from .runs import RunConfig, open_run, fit_run, load_model, Trained
 
 # %% auto #0
 __all__ = ['ahri_toy', 'toy_data', 'sliced_wasserstein', 'ToyShortcutMLP', 'toy_loss', 'nn_distance', 'evaluate_toy', 'ToyConfig',
@@ -103,11 +103,9 @@ def evaluate_toy(model:nn.Module, kind:str='moons', ks=(1, 2, 4, 8, 64), n:int=4
 
 # %% ../nbs/08_toy.ipynb #0c98896f
 @dataclass(kw_only=True)
-class ToyConfig(Config):
+class ToyConfig(RunConfig):
     "Train a 2-D shortcut model, then sample it with K = 1, 2, 4, 8, 64 steps and report the distance to the data"
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet', 'eval_samples')
-    extendable:ClassVar = ('steps',)
-    out:str                                   # run folder (rerun the same command to resume)
+    volatile:ClassVar = RunConfig.volatile + ('eval_samples',)
     steps:Count = 2000                        # optimizer steps (rerun with more to extend the run)
     batch_size:Count = 512                    # points per step and process
     lr:Positive = 3e-3                        # peak learning rate
@@ -119,15 +117,8 @@ class ToyConfig(Config):
     hidden:Count = 160                        # MLP width
     depth:Count = 3                           # residual blocks
     ema:Frac = 0.995                          # EMA decay of the weights (0: off)
-    seed:int = 0                              # seed (rank r draws data with seed + 1 + r)
-    ckpt_every:Count = 500                    # steps between checkpoints
     log_every:Count = 100                     # steps between metric records
-    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     eval_samples:Count = 4000                 # points per K in the final evaluation
-    overwrite:bool = False                    # delete the run folder's contents and start afresh
-    quiet:bool = False                        # no progress bar
     def check(self):
         check_pow2(self.k_max, '--k_max')
         if self.ema >= 1: raise ConfigError(f"--ema must be below 1 (0: off), got {self.ema}")
@@ -148,8 +139,7 @@ def train_toy(cfg:ToyConfig)->Trained:
     run = open_run(cfg.out, 'toy', cfg); rank, _ = world()
     seed_everything(cfg.seed)
     model = ToyShortcutMLP(hidden=cfg.hidden, depth=cfg.depth, k_max=cfg.k_max)
-    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema or None, log_every=cfg.log_every,
-                     ckpt_every=cfg.ckpt_every, seed=cfg.seed, strategy=cfg.strategy)
+    tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema)
     stream = RandomBatches(lambda g: toy_data(cfg.batch_size, cfg.data, g), seed=cfg.seed + 1 + rank)
     t0 = time.time()
     learn = Learner(model, toy_loss(cfg.k_max, None if cfg.uniform_d else cfg.bootstrap_frac), stream, tc,

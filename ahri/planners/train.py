@@ -11,10 +11,10 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import torch
 from ..core import seed_everything, set_threads, atomic_write_json
-from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems, log
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems, log
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, TrainConfig, RandomBatches, init_distributed
-from ..runs import open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained
 from .keyframes import Keyframes
 from .maze import make_mazes
 from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss
@@ -34,11 +34,9 @@ PLANNER_PRESETS = {
 TRAIN_SEED_BASE = 1_000_000          # training streams draw maze seeds ≥ this; prepared test sets use seeds below
 
 @dataclass(kw_only=True)
-class PlannerStages(Config):
+class PlannerStages(RunConfig):
     "What every planner training command shares: the models, the three trainings, stage 2's options"
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
     extendable:ClassVar = ('steps1', 'steps2', 'steps_base')
-    out:str                                   # run folder (rerun the same command to resume; with more steps to extend)
     preset:str = 'tiny'                       # the models' sizes and the training budget
     T:Count|None = None                       # points per plan
     k:Count|None = None                       # stage-1 keypoints, endpoints included (stage 2's sparsest anchors)
@@ -57,13 +55,6 @@ class PlannerStages(Config):
     bootstrap_cap:Frac = 0.5                  # largest share of stage-2 plans re-corrupted with stage-1 keypoints
     causal:bool = False                       # train the causal (variable-horizon) stage 2
     stage1_from:str|None = None               # start from the stage 1 of another planner run, copied in (default: train one)
-    seed:int = 0                              # seed of the models and the data streams
-    ckpt_every:Count = 500                    # steps between checkpoints
-    log_every:Count = 50                      # steps between metric records
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    overwrite:bool = False                    # delete the run folder's contents and start afresh
-    quiet:bool = False                        # no progress bars
     def check(self):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
@@ -105,8 +96,7 @@ def _stream(fn_problems, to_batch, seed:int)->RandomBatches:
 
 def _config(p:dict, cfg, run, key:str)->TrainConfig:
     "A stage's training settings: its warmup is at most half the steps the run was created with (an extension keeps it)"
-    return TrainConfig(steps=p[key], lr=p['lr'], warmup=min(p['warmup'], run.first(key) // 2), log_every=cfg.log_every,
-                       ckpt_every=cfg.ckpt_every, seed=cfg.seed)
+    return cfg.train_config(p[key], p['lr'], min(p['warmup'], run.first(key) // 2))
 
 def _fit(learn:Learner, run:Path, sub:str, info:dict)->Learner: return fit_run(learn, run / sub, info, stage=sub)
 

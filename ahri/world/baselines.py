@@ -14,9 +14,9 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from ..core import seed_everything, set_threads
-from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command, help_problems
-from ..learner import Learner, TrainConfig, world, init_distributed, close_distributed
-from ..runs import open_run, fit_run, open_checkpoint, Trained, path_record
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command, help_problems
+from ..learner import Learner, world, init_distributed, close_distributed
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, Trained, path_record
 from .data import split_episodes, window_starts, AlternatingBatches, frames_to_float, open_frames, action_space
 from .dynamics import Dynamics, KVCache, actions_into_frames
 from .encode import open_latents, latent_stats, cache_tokenizer
@@ -175,15 +175,12 @@ BASELINE_PRESETS = {
               'latent': dict(model=DYNAMICS_PRESETS['base']['model'], steps=200_000, batch_size=32, seq_len=64, lr=3e-4, warmup=2000)}}
 
 @dataclass(kw_only=True)
-class BaselineConfig(Config):
+class BaselineConfig(RunConfig):
     "Train a baseline world model: the pixel FiLM CNN (on frames) or the deterministic latent predictor (on a latent cache)"
     presets:ClassVar = BASELINE_PRESETS
     preset_by:ClassVar = 'kind'
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
-    extendable:ClassVar = ('steps',)
     kind:Literal['pixel', 'latent']           # FiLM CNN on frames, or the deterministic predictor on latents
     data:str                                  # frames dataset (pixel) or latent cache (latent)
-    out:str                                   # run folder (rerun the same command to resume)
     preset:str = 'tiny'                       # tiny (CPU, minutes), small or base (GPU)
     steps:Count|None = None                   # optimizer steps (rerun with more to extend the run)
     batch_size:Count|None = None              # windows per step and process
@@ -193,14 +190,6 @@ class BaselineConfig(Config):
     model:dict|None = None                    # model settings
     motion_w:Weight = 4.0                     # pixel: extra loss weight on moving pixels
     val_frac:Frac = 0.1                       # share of episodes held out (the same split as the other commands)
-    seed:int = 0                              # seed of the model and the data stream
-    ckpt_every:Count = 500                    # steps between checkpoints
-    log_every:Count = 50                      # steps between metric records
-    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    overwrite:bool = False                    # delete the run folder's contents and start afresh
-    quiet:bool = False                        # no progress bar
     def check(self):
         if self.kind == 'pixel' and self.seq_len is not None: raise ConfigError('--seq_len applies to the latent baseline only')
         if self.kind == 'latent' and self.motion_w != 4.0: raise ConfigError('--motion_w applies to the pixel baseline only')
@@ -232,8 +221,7 @@ def train_baseline(cfg:BaselineConfig)->Trained:
         tok = info['tokenizer'] or {}
         run_info.update(latent_shape=info['latent_shape'],
                         tokenizer={**path_record(cache_tokenizer(store), run.path), 'fingerprint': tok['fingerprint']} if tok else None)
-    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, run.first('steps') // 2), log_every=cfg.log_every,
-                     ckpt_every=cfg.ckpt_every, seed=cfg.seed, strategy=cfg.strategy)
+    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2))
     stream = AlternatingBatches(store, seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
     learn = Learner(model, loss, stream, tc, device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)

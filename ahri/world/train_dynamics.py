@@ -11,9 +11,9 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import numpy as np
 from ..core import seed_everything, set_threads
-from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems
-from ..learner import Learner, TrainConfig, world, init_distributed, close_distributed
-from ..runs import open_run, fit_run, open_checkpoint, Trained, path_record, find_path
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems
+from ..learner import Learner, world, init_distributed, close_distributed
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, Trained, path_record, find_path
 from .data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, held_out
 from .dynamics import Dynamics, dynamics_loss
 from .train_tokenizer import open_tokenizer
@@ -33,13 +33,10 @@ DYNAMICS_PRESETS = {
                   steps=200_000, batch_size=32, seq_len=64, long_len=128, long_batch_size=16, lr=3e-4, warmup=2000, ema=0.9995)}
 
 @dataclass(kw_only=True)
-class DynamicsConfig(Config):
+class DynamicsConfig(RunConfig):
     "Train the dynamics model on a latent cache (diffusion forcing + shortcut forcing)"
     presets:ClassVar = DYNAMICS_PRESETS
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
-    extendable:ClassVar = ('steps',)
     data:str                                  # latent cache made by ahri_encode
-    out:str                                   # run folder (rerun the same command to resume)
     preset:str = 'tiny'                       # tiny (CPU, minutes), small or base (GPU)
     steps:Count|None = None                   # optimizer steps (rerun with more to extend the run)
     batch_size:Count|None = None              # short clips per step and process
@@ -57,14 +54,6 @@ class DynamicsConfig(Config):
     action_free:bool = False                  # ignore actions altogether (a video-only world model)
     ema:Frac|None = None                      # EMA decay of the weights (0: off)
     val_frac:Frac = 0.1                       # share of episodes held out for evaluation
-    seed:int = 0                              # seed of the model and the data stream
-    ckpt_every:Count = 500                    # steps between checkpoints
-    log_every:Count = 50                      # steps between metric records
-    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    overwrite:bool = False                    # delete the run folder's contents and start afresh
-    quiet:bool = False                        # no progress bar
     def check(self):
         if self.seq_len < 2: raise ConfigError(f"--seq_len must be ≥ 2 (a dynamics model needs a past), got {self.seq_len}")
         if self.long_len and self.long_len <= self.seq_len: raise ConfigError(f"--long_len {self.long_len} must exceed --seq_len {self.seq_len} (or be 0)")
@@ -88,8 +77,7 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     z_mean, z_std = latent_stats(store, train_eps)
     acts = {} if cfg.action_free else {'n_actions': info['n_actions'], 'action_dim': info['action_dim']}
     model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std)
-    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, run.first('steps') // 2), ema_decay=cfg.ema or None,
-                     log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed, strategy=cfg.strategy)
+    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2), cfg.ema)
     stream = AlternatingBatches(store, cfg.seq_len, long_len, cfg.batch_size, cfg.long_batch_size, cfg.long_ratio if long_len else 0.0,
                                 episodes=train_eps, seed=cfg.seed + 1 + rank)
     loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift)

@@ -13,8 +13,8 @@ import numpy as np, torch
 from torch import nn
 from ..core import seed_everything, set_threads, atomic_write_json, atomic_write_bytes
 from ..config import (Config, ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command, help_problems)
-from ..learner import Learner, TrainConfig, world, init_distributed, close_distributed
-from ..runs import open_run, fit_run, load_model, open_checkpoint, Trained
+from ..learner import Learner, world, init_distributed, close_distributed
+from ..runs import RunConfig, open_run, fit_run, load_model, open_checkpoint, Trained
 from .data import (EpisodeStore, split_episodes, window_starts, AlternatingBatches, frames_to_float, frames_to_uint8,
                              open_frames, held_out)
 from ..metrics import psnr, ssim, load_lpips, LPIPSUnavailable
@@ -40,14 +40,12 @@ TOKENIZER_PRESETS = {
                                  steps=100_000, batch_size=32, seq_len=8, lr=3e-4, warmup=2000, p_max=0.75, mask_warmup=20_000, lpips_weight=0.2)}}
 
 @dataclass(kw_only=True)
-class TokenizerConfig(Config):
+class TokenizerConfig(RunConfig):
     "Train a tokenizer on collected frames; evaluate it on held-out episodes at the end (eval.json, recon.png)"
     presets:ClassVar = TOKENIZER_PRESETS
     preset_by:ClassVar = 'arch'
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet', 'eval_frames')
-    extendable:ClassVar = ('steps',)
+    volatile:ClassVar = RunConfig.volatile + ('eval_frames',)
     data:str                                  # dataset folder made by ahri_collect
-    out:str                                   # run folder (rerun the same command to resume)
     arch:Literal['cnn', 'transformer'] = 'transformer' # conv autoencoder, or block-causal MAE transformer
     preset:str = 'tiny'                       # tiny (CPU, minutes), small or base (GPU)
     steps:Count|None = None                   # optimizer steps (rerun with more to extend the run)
@@ -62,16 +60,8 @@ class TokenizerConfig(Config):
     no_lpips:bool = False                     # train without the perceptual term (needed when no AlexNet weights are cached)
     val_frac:Frac = 0.1                       # share of episodes held out for evaluation
     ema:Frac = 0.0                            # EMA decay of the weights (0: off)
-    seed:int = 0                              # seed of the model, the data stream and the masks
-    ckpt_every:Count = 500                    # steps between checkpoints
-    log_every:Count = 50                      # steps between metric records
     monitor_every:NonNeg = 100                # steps between collapse diagnostics (0: off)
     eval_frames:Count = 256                   # held-out windows scored at the end
-    strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    overwrite:bool = False                    # delete the run folder's contents and start afresh
-    quiet:bool = False                        # no progress bar
     def check(self):
         if self.arch == 'cnn':
             if self.seq_len != 1: raise ConfigError('--seq_len applies to the transformer only (the CNN sees single frames)')
@@ -156,8 +146,7 @@ def train_tokenizer(cfg:TokenizerConfig)->Trained:
     run = open_run(cfg.out, 'tokenizer', cfg, inputs={'data': store.fingerprint}); rank, _ = world()
     seed_everything(cfg.seed)
     model = build_tokenizer(cfg.arch, cfg.model, img)
-    tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, run.first('steps') // 2), ema_decay=cfg.ema or None,
-                     log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, seed=cfg.seed, strategy=cfg.strategy)
+    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2), cfg.ema)
     stream = AlternatingBatches(store, cfg.seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
     probe_eps = val_eps if len(val_eps) else train_eps
     cbs = [CollapseMonitorCB(probe_frames(store, probe_eps, cfg.seq_len), every=cfg.monitor_every, grace=min(100, cfg.steps // 2))] if cfg.monitor_every else []
