@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from safetensors.torch import save_file, load_file
-from .core import atomic_dir, atomic_write_json, atomic_write_bytes, obj_name, import_obj, Interrupted
 from typing import ClassVar, Literal
+from .core import atomic_dir, atomic_write_json, atomic_write_bytes, obj_name, import_obj, Interrupted
 from .config import Config, ConfigError, Count, Device, config_dict, log
 from .learner import Learner, Callback, TrainConfig, world, unwrap, state_fingerprint
 
@@ -300,8 +300,11 @@ class RunConfig(Config):
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
-    def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None)->TrainConfig:
+    def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,
+                     first:int|None=None # the steps the run was created with: warmup is at most half of them
+                    )->TrainConfig:
         "The Learner's settings for a training of `steps` steps with this run's seed, strategy and cadences"
+        if first is not None: warmup = min(warmup, first // 2)   # an extended run keeps the warmup it started with
         return TrainConfig(steps=steps, lr=lr, warmup=warmup, ema_decay=ema or None, log_every=self.log_every,
                            ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy)
 

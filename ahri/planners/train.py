@@ -96,7 +96,7 @@ def _stream(fn_problems, to_batch, seed:int)->RandomBatches:
 
 def _config(p:dict, cfg, run, key:str)->TrainConfig:
     "A stage's training settings: its warmup is at most half the steps the run was created with (an extension keeps it)"
-    return cfg.train_config(p[key], p['lr'], min(p['warmup'], run.first(key) // 2))
+    return cfg.train_config(p[key], p['lr'], p['warmup'], first=run.first(key))
 
 def _fit(learn:Learner, run:Path, sub:str, info:dict)->Learner: return fit_run(learn, run / sub, info, stage=sub)
 

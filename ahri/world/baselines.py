@@ -221,7 +221,7 @@ def train_baseline(cfg:BaselineConfig)->Trained:
         tok = info['tokenizer'] or {}
         run_info.update(latent_shape=info['latent_shape'],
                         tokenizer={**path_record(cache_tokenizer(store), run.path), 'fingerprint': tok['fingerprint']} if tok else None)
-    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2))
+    tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, first=run.first('steps'))
     stream = AlternatingBatches(store, seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
     learn = Learner(model, loss, stream, tc, device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)

@@ -77,7 +77,7 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     z_mean, z_std = latent_stats(store, train_eps)
     acts = {} if cfg.action_free else {'n_actions': info['n_actions'], 'action_dim': info['action_dim']}
     model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std)
-    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2), cfg.ema)
+    tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, long_len, cfg.batch_size, cfg.long_batch_size, cfg.long_ratio if long_len else 0.0,
                                 episodes=train_eps, seed=cfg.seed + 1 + rank)
     loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift)

@@ -146,7 +146,7 @@ def train_tokenizer(cfg:TokenizerConfig)->Trained:
     run = open_run(cfg.out, 'tokenizer', cfg, inputs={'data': store.fingerprint}); rank, _ = world()
     seed_everything(cfg.seed)
     model = build_tokenizer(cfg.arch, cfg.model, img)
-    tc = cfg.train_config(cfg.steps, cfg.lr, min(cfg.warmup, run.first('steps') // 2), cfg.ema)
+    tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
     probe_eps = val_eps if len(val_eps) else train_eps
     cbs = [CollapseMonitorCB(probe_frames(store, probe_eps, cfg.seq_len), every=cfg.monitor_every, grace=min(100, cfg.steps // 2))] if cfg.monitor_every else []
