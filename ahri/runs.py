@@ -5,7 +5,7 @@
 # %% ../nbs/05_runs.ipynb #bc53362f
 from __future__ import annotations
 import json, os, shutil, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 import torch
 import torch.distributed as dist
@@ -235,9 +235,11 @@ def clear_run(path:str|Path)->None:
 def config_changes(old:dict, new:dict, cls)->tuple[dict, dict]:
     "({field: (old, new)} refused, {field: (old, new)} extended) between two resolved configs of class `cls`"
     refused, extended = {}, {}
+    defaults = {f.name: f.default for f in fields(cls)}
     for k in new.keys() | old.keys():
         a, b = old.get(k), new.get(k)
         if k in cls.volatile or a == b: continue
+        if k not in old and k in defaults and b == defaults[k]: continue     # a field added since, at its default
         if k in cls.extendable and isinstance(a, int) and isinstance(b, int) and b > a: extended[k] = (a, b)
         else: refused[k] = (a, b)
     return refused, extended

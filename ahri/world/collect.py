@@ -60,7 +60,7 @@ class CollectConfig(Config):
     "Collect episodes from a real environment (or a folder of videos) into a resumable sharded dataset"
     volatile:ClassVar = ('out', 'overwrite', 'quiet')
     extendable:ClassVar = ('episodes',)
-    env:str                                   # procgen:GAME, ale:GAME, pointmaze:umaze|medium|large, or video:FOLDER
+    env:str                                   # procgen:GAME, ale:GAME, pointmaze:umaze|medium|large, pixelmaze:LAYOUT, or video:FOLDER
     out:str                                   # dataset folder (rerun the same command to finish an interrupted run)
     episodes:Count = 100                      # episodes to collect (video: at most the number of files; rerun with more to extend)
     max_steps:Count = 1000                    # longest episode; longer ones are cut (done stays False)
@@ -71,14 +71,15 @@ class CollectConfig(Config):
     episodes_per_shard:Count = 16             # episodes per shard file group
     render:bool = False                       # PointMaze: also record frames (needs MUJOCO_GL=egl or osmesa)
     fps:Positive|None = None                  # video: subsample to this frame rate (default: the video's own)
-    frameskip:Count = 4                       # Atari: emulator frames per step
+    frameskip:Count = 4                       # Atari: emulator frames per step; PixelMaze: simulator steps per frame
     sticky_actions:Frac = 0.25                # Atari: probability the emulator repeats the previous action
+    explore:Frac = 0.3                        # PixelMaze: share of random-walk segments among the noisy expert's
     overwrite:bool = False                    # delete the dataset folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def check(self):
         kind, _ = parse_env(self.env)
         for f in fields(self):
-            if f.name in ('render', 'fps', 'frameskip', 'sticky_actions') and getattr(self, f.name) != f.default and f.name not in ENVS[kind].options:
+            if f.name in ('render', 'fps', 'frameskip', 'sticky_actions', 'explore') and getattr(self, f.name) != f.default and f.name not in ENVS[kind].options:
                 raise ConfigError(f"--{f.name} does not apply to {kind} environments (it takes {', '.join('--' + o for o in ENVS[kind].options) or 'no such options'})")
 
 def _shard_episodes(cfg:CollectConfig, k:int, n:int)->list[dict]:

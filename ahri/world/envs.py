@@ -4,7 +4,7 @@
 
 # %% ../../nbs/10_envs.ipynb #2884573f
 from __future__ import annotations
-import os, io, math, warnings, contextlib
+import os, io, math, warnings, contextlib, importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,9 +12,10 @@ from typing import Callable
 import numpy as np
 
 # %% auto #0
-__all__ = ['ENVS', 'PROCGEN_GAMES', 'PROCGEN_KEYS', 'POINTMAZE', 'VIDEO_SUFFIXES', 'EnvKind', 'parse_env', 'env_kind', 'Policy',
-           'resize_square', 'EpisodeBuffers', 'procgen_episodes', 'gym_episodes', 'ale_episodes', 'pointmaze_layout',
-           'pointmaze_env', 'pointmaze_episodes', 'video_files', 'read_video', 'video_episodes', 'env_episodes']
+__all__ = ['ENVS', 'LATER_ENVS', 'PROCGEN_GAMES', 'PROCGEN_KEYS', 'POINTMAZE', 'VIDEO_SUFFIXES', 'EnvKind', 'parse_env',
+           'env_kind', 'Policy', 'resize_square', 'EpisodeBuffers', 'procgen_episodes', 'gym_episodes', 'ale_episodes',
+           'pointmaze_layout', 'pointmaze_env', 'pointmaze_episodes', 'video_files', 'read_video', 'video_episodes',
+           'env_episodes']
 
 # %% ../../nbs/10_envs.ipynb #b25f7e92
 @dataclass
@@ -29,13 +30,17 @@ class EnvKind:
     noop:int = 0                              # the action when no key is pressed
 
 ENVS:dict[str, EnvKind] = {}                  # filled below, one entry per kind
+LATER_ENVS = {'pixelmaze': 'ahri.decisions.pixelmaze'}  # kinds that a later module adds to `ENVS`, imported when named
+
+def _kinds()->str: return ', '.join([*ENVS, *(k for k in LATER_ENVS if k not in ENVS)])
 
 def parse_env(spec:str # KIND:NAME, e.g. 'procgen:coinrun', 'ale:Pong', 'pointmaze:medium' or 'video:PATH'
              )->tuple[str, str]:             # (kind, canonical name)
     "Split and check an environment spec"
     kind, sep, name = spec.partition(':')
-    if not sep or not name: raise ValueError(f"env spec {spec!r} must look like KIND:NAME with KIND one of {', '.join(ENVS)}")
-    if kind not in ENVS: raise ValueError(f"unknown env kind {kind!r} in {spec!r}: expected one of {', '.join(ENVS)}")
+    if not sep or not name: raise ValueError(f"env spec {spec!r} must look like KIND:NAME with KIND one of {_kinds()}")
+    if kind not in ENVS and kind in LATER_ENVS: importlib.import_module(LATER_ENVS[kind])   # it registers itself
+    if kind not in ENVS: raise ValueError(f"unknown env kind {kind!r} in {spec!r}: expected one of {_kinds()}")
     return kind, ENVS[kind].check(name)
 
 def env_kind(spec:str)->EnvKind:
@@ -156,14 +161,14 @@ _pointmaze_name = _one_of(tuple(POINTMAZE), 'PointMaze layout')
 
 def _robotics():
     import gymnasium as gym
-    with warnings.catch_warnings():                      # its import warns about unrelated Adroit environments
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):   # its import warns about unrelated Adroit environments
         warnings.simplefilter('ignore'); import gymnasium_robotics
     gym.register_envs(gymnasium_robotics); return gym
 
 def pointmaze_layout(name:str # 'umaze', 'medium' or 'large' (any case)
                     )->SimpleNamespace: # the `POINTMAZE` entry plus `occ` (H, W) bool walls
     "A PointMaze layout with its wall grid"
-    name = _pointmaze_name(name)
+    name = _pointmaze_name(name); _robotics()
     from gymnasium_robotics.envs.maze import maps
     return SimpleNamespace(name=name, occ=np.array(getattr(maps, POINTMAZE[name]['grid'])) == 1, **POINTMAZE[name])
 
