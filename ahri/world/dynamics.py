@@ -104,6 +104,7 @@ class Dynamics(nn.Module):
                  kv_heads:int|None=None,      # key/value heads (GQA); None: = heads
                  time_every:int=2,            # layers 0, time_every, 2·time_every, … attend over time
                  registers:int=2,             # learned register tokens per frame
+                 agents:int=0,                # agent tokens per frame (read everything, read by nothing; for decision heads)
                  pack:int=1,                  # latent codes per spatial token (p×p grid patch or p codes)
                  k_max:int=64,                # finest step count: τ and d live on the 1/k_max grid
                  n_actions:int|None=None,     # discrete action space size
@@ -116,10 +117,11 @@ class Dynamics(nn.Module):
         self.config = dict(latent_shape=list(latent_shape), dim=dim, depth=depth, heads=heads, kv_heads=kv_heads, time_every=time_every,
                            registers=registers, pack=pack, k_max=check_pow2(k_max, 'k_max'), n_actions=n_actions,
                            action_dim=action_dim, cap=cap, z_mean=float(z_mean), z_std=float(z_std))
-        self.latent_shape, self.pack, self.k_max, self.R = tuple(latent_shape), pack, k_max, registers
+        if agents: self.config['agents'] = agents                         # (absent when 0: configs of earlier models unchanged)
+        self.latent_shape, self.pack, self.k_max, self.R, self.A = tuple(latent_shape), pack, k_max, registers, agents
         h, w = latent_shape[1:] if len(latent_shape) == 3 else (0, 0)
         self.S, pd = token_geometry(latent_shape, pack)
-        self.L = 2 + registers + self.S                                   # [action, level, registers, spatial]
+        self.L = 2 + registers + agents + self.S                          # [action, level, registers, agents, spatial]
         self.inp, self.out_norm, self.out = nn.Linear(pd, dim), nn.RMSNorm(dim), nn.Linear(dim, pd)
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)     # start by predicting the mean latent
         self.tau_emb = nn.Embedding(k_max + 1, dim)
@@ -127,9 +129,12 @@ class Dynamics(nn.Module):
         self.act = nn.Embedding(n_actions, dim) if n_actions else (nn.Linear(action_dim, dim) if action_dim else None)
         self.no_action = nn.Parameter(torch.randn(dim) * 0.02)
         self.reg = nn.Parameter(torch.randn(registers, dim) * 0.02)
+        self.agent = nn.Parameter(torch.randn(agents, dim) * 0.02) if agents else None
         self.slot = nn.Parameter(torch.randn(self.L, dim) * 0.02)
         grid = [h // pack, w // pack] if len(latent_shape) == 3 else [self.S]
-        self.register_buffer('spatial_pos', spatial_positions(grid, 2 + registers), persistent=False)
+        self.register_buffer('spatial_pos', spatial_positions(grid, 2 + registers + agents), persistent=False)
+        is_agent = torch.zeros(self.L, dtype=torch.bool); is_agent[2 + registers:2 + registers + agents] = True
+        self.register_buffer('space_mask', ~is_agent[None] | is_agent[:, None] if agents else None, persistent=False)  # nobody reads agents
         time_rope, space_rope = RotaryEmbedding(dim // heads), RotaryEmbedding(dim // heads, n_axes=len(grid))
         self.temporal = [i % time_every == 0 for i in range(depth)]
         self.blocks = nn.ModuleList([Block(dim, heads, kv_heads, cap=cap, rope=time_rope if t else space_rope) for t in self.temporal])
@@ -153,7 +158,8 @@ def _embed(self:Dynamics, x, tau, d, actions=None, act_mask=None)->torch.Tensor:
     spatial = self.inp(latent_tokens(x, self.latent_shape, self.pack))                       # (B, T, S, dim)
     level = self.tau_emb(tau_index(tau, self.k_max)) + self.d_emb(step_index(d))              # (B, T, dim)
     act = _action_tokens(self, actions, act_mask, B, T)
-    tok = torch.cat([act[:, :, None], level[:, :, None], self.reg.expand(B, T, -1, -1), spatial], 2)
+    extra = [self.reg.expand(B, T, -1, -1)] + ([self.agent.expand(B, T, -1, -1)] if self.A else [])
+    tok = torch.cat([act[:, :, None], level[:, :, None], *extra, spatial], 2)
     return tok + self.slot
 
 Dynamics.embed = _embed
@@ -180,8 +186,9 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
              actions:torch.Tensor|None=None, # (B, T) long or (B, T, A): the action leading into each frame
              act_mask:torch.Tensor|None=None,# (B, T) bool: False = unlabeled (uses `no_action`)
              cache:KVCache|None=None,        # committed past frames (None: these T frames are the whole clip)
-             commit:int=0                    # how many of the T frames to append to `cache`
-            )->torch.Tensor:                 # x̂₀, (B, T, *latent_shape)
+             commit:int=0,                   # how many of the T frames to append to `cache`
+             agents_out:bool=False           # also return the agent tokens' final states, (B, T, A, dim)
+            ):                               # x̂₀, (B, T, *latent_shape) (and the agent states)
     "Clean-latent prediction for every frame, causal in time"
     B, T = x.shape[:2]
     if commit and cache is None: raise ValueError('commit needs a cache')
@@ -191,9 +198,12 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
     for blk, temporal in zip(self.blocks, self.temporal):
         if temporal:
             h = rearrange(_temporal(blk, rearrange(h, 'b t l c -> (b l) t c'), c, ti, commit), '(b l) t c -> b t l c', b=B); ti += 1
-        else: h = rearrange(blk(rearrange(h, 'b t l c -> (b t) l c'), pos=self.spatial_pos), '(b t) l c -> b t l c', b=B)
+        else: h = rearrange(blk(rearrange(h, 'b t l c -> (b t) l c'), self.space_mask, self.spatial_pos), '(b t) l c -> b t l c', b=B)
     if cache is not None: cache.next_pos += commit
-    return token_latents(self.out(self.out_norm(h[:, :, -self.S:])), self.latent_shape, self.pack)
+    x0 = token_latents(self.out(self.out_norm(h[:, :, -self.S:])), self.latent_shape, self.pack)
+    if not agents_out: return x0
+    if not self.A: raise ValueError('agents_out needs a model built with agents > 0')
+    return x0, h[:, :, 2 + self.R:2 + self.R + self.A]
 
 Dynamics.forward = _forward
 
