@@ -145,7 +145,7 @@ from ..core import seed_everything, set_threads, atomic_write_json
 from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command
 from ..learner import Learner, world, init_distributed, close_distributed
 from ..runs import RunConfig, open_run, fit_run, Trained, path_record, find_path
-from ..world.data import split_episodes, AlternatingBatches, WindowDataset
+from ..world.data import split_episodes, window_starts, AlternatingBatches, WindowDataset
 from ..world.encode import open_latents
 from ..world.train_dynamics import open_dynamics, run_folder
 
@@ -205,6 +205,7 @@ def train_heads(cfg:HeadsConfig)->Trained:
     same = store.fingerprint == dyn.run.get('data_fingerprint')
     train_eps, val_eps = (np.setdiff1d(np.arange(len(store)), dyn.run['val_episodes']), np.array(dyn.run['val_episodes'])) if same \
                          else split_episodes(len(store), cfg.val_frac, seed=0)
+    for eps in (train_eps, val_eps): window_starts(store.lengths, cfg.seq_len, 1, eps)   # fail now, not after training
     set_threads(cfg.threads); init_distributed(cfg.device)
     run = open_run(cfg.out, 'heads', cfg, inputs={'dynamics': dyn.fingerprint, 'data': store.fingerprint}); rank, _ = world()
     seed_everything(cfg.seed)
