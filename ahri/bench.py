@@ -99,7 +99,8 @@ ahri_bench_matmul = command(MatmulBenchConfig, bench_matmul, 'ahri_bench matmul'
 BENCHMARKS = {  # name: (the command, by its dotted name, imported only when asked for; what it measures)
     'matmul': ('ahri.bench.ahri_bench_matmul', "this machine's dense matmul peak per dtype"),
     'world_model': ('ahri.world.bench.ahri_bench_world_model', 'world-model training utilisation, imagination speed, horizon scaling, memory'),
-    'planner': ('ahri.planners.bench.ahri_bench_planner', 'plan latency of the two-stage planner against the full-sequence baseline')}
+    'planner': ('ahri.planners.bench.ahri_bench_planner', 'plan latency of the two-stage planner against the full-sequence baseline'),
+    'pixelmaze': ('ahri.decisions.evaluate.ahri_bench_pixelmaze', 'ms and world-model passes per PixelMaze planning decision, guided planning against CEM/MPPI')}
 
 def ahri_bench(argv:list|None=None):
     "ahri_bench BENCHMARK [flags]: print a benchmark's figures for this machine (ratios only mean something within one run)"

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e05
 from __future__ import annotations
+import math
 import numpy as np
 import torch
 from torch import nn
@@ -13,8 +14,9 @@ from ..learner import unwrap
 from ..world.dynamics import Dynamics, actions_into_frames, dynamics_loss
 
 # %% auto #0
-__all__ = ['HEADS_PRESETS', 'ahri_train_heads', 'with_agents', 'symlog', 'symexp', 'WorldAgent', 'heads_loss', 'head_metrics',
-           'HeadsConfig', 'evaluate_heads', 'train_heads']
+__all__ = ['HEADS_PRESETS', 'ahri_train_heads', 'PIXELMAZE_WORLD_PRESETS', 'ahri_pixelmaze_world', 'with_agents', 'symlog',
+           'symexp', 'WorldAgent', 'heads_loss', 'head_metrics', 'HeadsConfig', 'evaluate_heads', 'train_heads',
+           'open_heads', 'open_agent', 'PixelMazeWorldConfig', 'pixelmaze_world_stages', 'build_pixelmaze_world']
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e08
 def with_agents(model:Dynamics, agents:int=1)->Dynamics:
@@ -44,7 +46,7 @@ class WorldAgent(nn.Module):
         self.dynamics = Dynamics(**dynamics); d = self.dynamics
         self.n_actions, self.action_dim = d.config['n_actions'], d.config['action_dim']
         if self.n_actions is None and self.action_dim is None: raise ValueError('a WorldAgent needs a dynamics model with actions')
-        width, na, lat = d.blocks[0].norm1.normalized_shape[0] * d.A, self.n_actions or self.action_dim, int(torch.tensor(d.latent_shape).prod())
+        width, na, lat = d.config['dim'] * d.A, self.n_actions or self.action_dim, math.prod(d.latent_shape)
         self.reward, self.cont, self.policy = _mlp(width, 1, hidden), _mlp(width, 1, hidden), _mlp(width, na, hidden)
         self.inverse = _mlp(2 * lat, na, hidden)
         self.config = dict(dynamics=d.config, hidden=hidden)
@@ -144,10 +146,11 @@ from typing import ClassVar
 from ..core import seed_everything, set_threads, atomic_write_json
 from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command
 from ..learner import Learner, world, init_distributed, close_distributed
-from ..runs import RunConfig, open_run, fit_run, Trained, path_record, find_path
+from ..runs import RunConfig, open_run, fit_run, Trained, path_record, find_path, open_checkpoint
 from ..world.data import split_episodes, window_starts, AlternatingBatches, WindowDataset
 from ..world.encode import open_latents
-from ..world.train_dynamics import open_dynamics, run_folder
+from ..world.train_dynamics import open_dynamics, open_world_model, run_folder
+from ..world.train_tokenizer import use_ema
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e22
 HEADS_PRESETS = {'tiny':  dict(steps=2000, batch_size=16, seq_len=16, lr=5e-4, warmup=100, ema=0.99, agents=1, hidden=256),
@@ -186,16 +189,12 @@ def _heads_data(cfg:HeadsConfig, dyn)->str:
     return data
 
 @torch.no_grad()
-def evaluate_heads(agent:WorldAgent, store, episodes, seq_len:int, device=None, max_clips:int=512)->dict:
-    "`head_metrics` on non-overlapping clips of `episodes`, with the actions shown and hidden"
+def evaluate_heads(agent:WorldAgent, store, episodes, seq_len:int, device=None, max_clips:int=256)->dict:
+    "`head_metrics` on up to `max_clips` non-overlapping clips of `episodes` (scored together), with the actions shown and hidden"
     ds = WindowDataset(store, seq_len, seq_len, episodes)
     idx = np.linspace(0, len(ds) - 1, min(len(ds), max_clips)).astype(int)
-    out = {}
-    for shown in (True, False):
-        parts = [head_metrics(agent, {k: v.to(device) for k, v in torch.utils.data.default_collate([ds[int(i)] for i in chunk]).items()}, shown)
-                 for chunk in np.array_split(idx, max(1, len(idx) // 64))]
-        out['actions_shown' if shown else 'actions_hidden'] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
-    return {**out, 'clips': int(len(idx))}
+    batch = {k: v.to(device) for k, v in torch.utils.data.default_collate([ds[int(i)] for i in idx]).items()}
+    return {'actions_shown': head_metrics(agent, batch, True), 'actions_hidden': head_metrics(agent, batch, False), 'clips': int(len(idx))}
 
 def train_heads(cfg:HeadsConfig)->Trained:
     "Train the decision heads (and keep training the trunk) into `cfg.out`; `result` holds the held-out head metrics"
@@ -214,7 +213,8 @@ def train_heads(cfg:HeadsConfig)->Trained:
     stream = AlternatingBatches(store, cfg.seq_len, None, cfg.batch_size, cfg.batch_size, 0.0, episodes=train_eps, seed=cfg.seed + 1 + rank)
     run_info = {'kind': 'heads', 'dynamics': {**path_record(cfg.dynamics, run.path), 'fingerprint': dyn.fingerprint},
                 'cache': path_record(data, run.path), 'data_fingerprint': store.fingerprint, 'val_episodes': val_eps.tolist(),
-                'tokenizer': dyn.run.get('tokenizer'), 'source': dyn.run.get('source'), 'config': run.config}
+                **{k: {**dyn.run[k], **path_record(find_path(dyn.run[k], run_folder(dyn.ckpt)), run.path)} for k in ('tokenizer', 'source') if dyn.run.get(k)},
+                'config': run.config}
     learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video), stream, tc, device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)
     out = Trained(run.path, learn.step, time.time() - t0, run.extended)
@@ -225,9 +225,93 @@ def train_heads(cfg:HeadsConfig)->Trained:
     close_distributed()
     return out
 
+def open_heads(ckpt, weights:str='auto', device=None):
+    "A trained `WorldAgent` (eval mode) with its checkpoint's run information"
+    return open_checkpoint(ckpt, lambda run: run.get('kind') == 'heads', 'a heads checkpoint (made by ahri_train_heads)', use_ema(weights), device)
+
+def open_agent(ckpt, data=None, weights:str='auto', device=None):
+    "A trained `WorldAgent` (`model`, `run`, …) with its tokenizer `tok`, a frames `store` and held-out episodes, as `open_world_model`"
+    return open_world_model(ckpt, data, weights, device, opener=open_heads)
+
 def _show_heads(t:Trained)->str:
     r = t.result or {}; h = r.get('actions_hidden', {})
     acc = ', '.join(f'{k} {v:.3f}' for k, v in h.items() if k.endswith(('acc', 'mae')))
     return f"{t.run}: {t.step} steps ({t.seconds:.0f} s this session); held out, actions hidden: {acc}"
 
 ahri_train_heads = command(HeadsConfig, train_heads, 'ahri_train_heads', show=_show_heads)
+
+# %% ../../nbs/71_heads.ipynb #71a0c1e31
+from pathlib import Path
+from ..config import Config, Device, config_dict, log
+from ..world.collect import collect, CollectConfig
+from ..world.train_tokenizer import train_tokenizer, TokenizerConfig
+from ..world.encode import encode, EncodeConfig
+from ..world.train_dynamics import DynamicsConfig, train_dynamics
+from ..world.demo import stage_config, run_stage
+from ..world.envs import POINTMAZE
+
+# %% ../../nbs/71_heads.ipynb #71a0c1e32
+_TOK = dict(width=16, latent_ch=8, down=4)
+_DYN = dict(pack=4, registers=1)
+PIXELMAZE_WORLD_PRESETS = {
+    'cpu':   dict(episodes=400, max_steps=200, size=32, tok=dict(preset='tiny', model=_TOK, steps=1500, batch_size=32),
+                  dyn=dict(preset='tiny', model=_DYN, steps=1200, long_len=40, long_ratio=0.2), heads=dict(preset='tiny', steps=800)),
+    'gpu':   dict(episodes=2000, max_steps=200, size=64, tok=dict(preset='small', model=dict(width=32, latent_ch=16, down=8), steps=10_000),
+                  dyn=dict(preset='small', model=dict(pack=2), steps=30_000, long_len=64, long_ratio=0.2), heads=dict(preset='small', steps=10_000)),
+    'smoke': dict(episodes=6, max_steps=40, size=32, tok=dict(preset='tiny', model=_TOK, steps=5, batch_size=4),
+                  dyn=dict(preset='tiny', model=_DYN, steps=4, batch_size=2, seq_len=4, long_len=0),
+                  heads=dict(preset='tiny', steps=4, batch_size=2, seq_len=4, hidden=32))}
+
+@dataclass(kw_only=True)
+class PixelMazeWorldConfig(Config):
+    "Collect PixelMaze, train tokenizer, latent cache, dynamics model and decision heads for one layout, in one run folder"
+    presets:ClassVar = PIXELMAZE_WORLD_PRESETS
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
+    out:str                                   # output folder (rerun the same command to resume)
+    layout:str = 'medium'                     # umaze, medium or large
+    preset:str = 'cpu'                        # cpu (2 cores, 32×32 frames), gpu (one GPU, 64×64) or smoke (seconds, for tests)
+    episodes:Count|None = None                # episodes to collect
+    max_steps:Count|None = None               # frames per episode before the hindsight cut
+    size:Count|None = None                    # frame side in pixels
+    tok:dict|None = None                      # tokenizer settings (TokenizerConfig fields)
+    dyn:dict|None = None                      # dynamics settings (DynamicsConfig fields)
+    heads:dict|None = None                    # heads settings (HeadsConfig fields)
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    seed:int = 0                              # seed of every stage
+    overwrite:bool = False                    # delete the output folder's contents and start afresh
+    quiet:bool = False                        # no progress bars
+    def check(self):
+        if self.layout not in POINTMAZE: raise ConfigError(f"--layout must be one of {', '.join(POINTMAZE)}, got {self.layout!r}")
+
+def pixelmaze_world_stages(cfg:PixelMazeWorldConfig)->list[tuple]:
+    "(name, function, config) of every stage, each config resolved (a bad setting fails before anything runs)"
+    out, c = Path(cfg.out), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed, threads=cfg.threads)
+    d = lambda k: str(out / k)
+    dyn = dict(unlabeled_frac=0.5, prefix_frac=0.5, **(cfg.dyn or {}))
+    return [
+        ('collect', collect, stage_config(CollectConfig, 'episodes', dict(out=d('data'), env=f'pixelmaze:{cfg.layout}', episodes=cfg.episodes,
+                                                                          max_steps=cfg.max_steps, size=cfg.size, policy='sticky', seed=cfg.seed,
+                                                                          quiet=cfg.quiet), {})),
+        ('tokenizer', train_tokenizer, stage_config(TokenizerConfig, 'tok', dict(data=d('data'), arch='cnn', out=d('tokenizer'), no_lpips=True, **c), cfg.tok)),
+        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), device=cfg.device,
+                                                                  threads=cfg.threads, quiet=cfg.quiet), {})),
+        ('dynamics', train_dynamics, stage_config(DynamicsConfig, 'dyn', dict(data=d('latents'), out=d('dynamics'), **c), dyn)),
+        ('heads', train_heads, stage_config(HeadsConfig, 'heads', dict(dynamics=d('dynamics'), out=d('heads'), **c), cfg.heads))]
+
+def build_pixelmaze_world(cfg:PixelMazeWorldConfig)->dict:
+    "Run (or resume) every stage; returns (and writes to world.json) what each stage took and the heads' held-out accuracy"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    stages = pixelmaze_world_stages(cfg)
+    out = open_run(cfg.out, 'pixelmaze_world', cfg).path
+    done, heads = [], None
+    for i, (name, fn, scfg) in enumerate(stages):
+        log.info(f"stage {i + 1}/{len(stages)}: {name}")
+        t0 = time.time(); r = run_stage(name, fn, scfg)
+        if name == 'heads': heads = r.result
+        done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out)), 'config': config_dict(scfg)})
+    rep = {'layout': cfg.layout, 'preset': cfg.preset, 'stages': done, 'heads_eval': heads, 'out': str(out)}
+    atomic_write_json(out / 'world.json', rep); return rep
+
+ahri_pixelmaze_world = command(PixelMazeWorldConfig, build_pixelmaze_world, 'ahri_pixelmaze_world',
+                               show=lambda r: f"{r['out']}: the {r['layout']} world model and its heads are in dynamics/ and heads/")

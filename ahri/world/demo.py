@@ -20,7 +20,8 @@ from .baselines import train_baseline, BaselineConfig
 from .eval import eval_world_model, WorldModelEvalConfig
 
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'ahri_demo', 'DemoConfig', 'demo_stages', 'verdict', 'report_markdown', 'demo']
+__all__ = ['DEMO_PRESETS', 'ahri_demo', 'DemoConfig', 'stage_config', 'demo_stages', 'verdict', 'report_markdown', 'run_stage',
+           'demo']
 
 # %% ../../nbs/35_demo.ipynb #b494d522
 DEMO_PRESETS = {
@@ -53,8 +54,8 @@ class DemoConfig(Config):
     overwrite:bool = False                    # delete the output folder's contents and start afresh
     quiet:bool = False                        # no progress bars
 
-def _stage(cls, flag:str, base:dict, over:dict):
-    "A stage's config: the demo's settings, then the preset's and the user's (`--flag`), checked"
+def stage_config(cls, flag:str, base:dict, over:dict):
+    "A stage's config: the pipeline's settings, then the preset's and the user's (`--flag`), checked (any multi-stage command)"
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(over) - names)
     if bad: raise ConfigError(f"--{flag}: {cls.__name__} has no field {', '.join(bad)}")
@@ -65,14 +66,14 @@ def demo_stages(cfg:DemoConfig)->list[tuple]:
     out, c = Path(cfg.out), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed)
     d = lambda k: str(out / k)
     return [
-        ('collect', collect, _stage(CollectConfig, 'episodes', dict(out=d('data'), env='procgen:coinrun', episodes=cfg.episodes,
+        ('collect', collect, stage_config(CollectConfig, 'episodes', dict(out=d('data'), env='procgen:coinrun', episodes=cfg.episodes,
                                                                      max_steps=cfg.max_steps, seed=cfg.seed, quiet=cfg.quiet), {})),
-        ('tokenizer', train_tokenizer, _stage(TokenizerConfig, 'tok', dict(data=d('data'), arch='cnn', out=d('tokenizer'), no_lpips=True, **c), cfg.tok)),
-        ('encode', encode, _stage(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), device=cfg.device, quiet=cfg.quiet), {})),
-        ('dynamics', train_dynamics, _stage(DynamicsConfig, 'dyn', dict(data=d('latents'), out=d('dynamics'), **c), cfg.dyn)),
-        ('baseline_pixel', train_baseline, _stage(BaselineConfig, 'pixel', dict(kind='pixel', data=d('data'), out=d('baseline_pixel'), **c), cfg.pixel)),
-        ('baseline_latent', train_baseline, _stage(BaselineConfig, 'latent', dict(kind='latent', data=d('latents'), out=d('baseline_latent'), **c), cfg.latent)),
-        ('eval', eval_world_model, _stage(WorldModelEvalConfig, 'eval', dict(ckpt=d('dynamics'), data=d('data'), K=[4, 64, 1], pixel=d('baseline_pixel'),
+        ('tokenizer', train_tokenizer, stage_config(TokenizerConfig, 'tok', dict(data=d('data'), arch='cnn', out=d('tokenizer'), no_lpips=True, **c), cfg.tok)),
+        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), device=cfg.device, quiet=cfg.quiet), {})),
+        ('dynamics', train_dynamics, stage_config(DynamicsConfig, 'dyn', dict(data=d('latents'), out=d('dynamics'), **c), cfg.dyn)),
+        ('baseline_pixel', train_baseline, stage_config(BaselineConfig, 'pixel', dict(kind='pixel', data=d('data'), out=d('baseline_pixel'), **c), cfg.pixel)),
+        ('baseline_latent', train_baseline, stage_config(BaselineConfig, 'latent', dict(kind='latent', data=d('latents'), out=d('baseline_latent'), **c), cfg.latent)),
+        ('eval', eval_world_model, stage_config(WorldModelEvalConfig, 'eval', dict(ckpt=d('dynamics'), data=d('data'), K=[4, 64, 1], pixel=d('baseline_pixel'),
                                                                             latent=d('baseline_latent'), out=d('eval'), no_lpips=True,
                                                                             device=cfg.device, quiet=cfg.quiet, seed=cfg.seed), cfg.eval))]
 
@@ -124,7 +125,7 @@ def report_markdown(rep:dict)->str:
     return '\n'.join(lines)
 
 # %% ../../nbs/35_demo.ipynb #a870a712
-def _run_stage(name:str, fn, cfg):
+def run_stage(name:str, fn, cfg):
     "One stage: rebuilt if its inputs changed since it was built; a signal names the stage"
     try:
         try: return fn(cfg)
@@ -157,7 +158,7 @@ def demo(cfg:DemoConfig)->dict:
     for i, (name, fn, scfg) in enumerate(stages):
         log.info(f"stage {i + 1}/{len(stages)}: {name}")
         t0 = time.time()
-        r = _run_stage(name, (lambda c: _evaluate(out, c)) if name == 'eval' else fn, scfg)
+        r = run_stage(name, (lambda c: _evaluate(out, c)) if name == 'eval' else fn, scfg)
         if name == 'eval': res = r
         done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out)), 'config': config_dict(scfg)})
     rep = {'preset': cfg.preset, 'date': time.strftime('%Y-%m-%d %H:%M'), 'total_seconds': time.time() - t_all, 'stages': done,

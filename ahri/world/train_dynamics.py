@@ -120,9 +120,10 @@ def run_folder(ckpt:Path)->Path:
 
 def open_world_model(ckpt:str|Path,            # a dynamics run or checkpoint
                      data:str|Path|None=None,  # frames dataset (default: the one its latent cache was encoded from)
-                     weights:str='auto', device=None)->SimpleNamespace:
+                     weights:str='auto', device=None,
+                     opener=None)->SimpleNamespace:           # opens the checkpoint (default: `open_dynamics`; heads runs have their own)
     "The dynamics model (`model`, `run`, …) with its tokenizer `tok`, a frames `store`, and its episodes to evaluate on (`eps`, `split`)"
-    dyn = open_dynamics(ckpt, weights, device); run, base = dyn.run, run_folder(dyn.ckpt)
+    dyn = (opener or open_dynamics)(ckpt, weights, device); run, base = dyn.run, run_folder(dyn.ckpt)
     if not run.get('tokenizer'): raise ValueError(f"{dyn.ckpt}'s latent cache recorded no tokenizer, so its latents cannot be decoded")
     src = find_path(run['source'], base) if run.get('source') else None
     if data is None and (src is None or not (src / 'manifest.json').exists()):
