@@ -73,7 +73,7 @@ class GuideConfig:
 class Plan:
     "A plan for each of B contexts"
     latents:torch.Tensor          # (B, n, *latent_shape) planned frames, tokenizer space
-    actions:torch.Tensor          # (B, n) or (B, n, A): inverse dynamics between consecutive frames (context's last first)
+    actions:torch.Tensor          # (B, n) or (B, n, A): inverse dynamics into each planned frame (from the context's last)
     reward:torch.Tensor           # (B, n) reward the head predicts for the clean plan
     value:torch.Tensor            # (B,) the objective on the clean plan
     forward:int                   # world-model forward passes spent per context (all samples)
@@ -126,8 +126,9 @@ def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) cont
     r = symexp(heads['reward'][:, C:]); v = OBJECTIVES[cfg.objective](r)
     best = v.view(B, S).argmax(1) + torch.arange(B, device=dev) * S
     x, r, v = x[best], r[best], v[best]
-    frames = torch.cat([clean[:, -1:], x], 1)
-    acts = agent.action_value(agent.inverse_dynamics(frames[:, :-1], frames[:, 1:]))
+    past = clean[:, -(agent.W - 1):]
+    past = torch.cat([past[:, :1].expand(-1, agent.W - 1 - past.shape[1], *past.shape[2:]), past], 1)   # too short a context: its first frame repeated
+    acts = agent.action_value(agent.inverse_dynamics(torch.cat([past, x], 1)))
     return Plan(m.denormalize(x), acts, r, v, S * fwd, S * bwd, hist if trace else None)
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e12

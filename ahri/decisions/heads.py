@@ -40,7 +40,8 @@ def _mlp(i:int, o:int, hidden:int)->nn.Sequential:
 class WorldAgent(nn.Module):
     "A dynamics model with agent tokens and the decision heads that read them (plus inverse dynamics on latent pairs)"
     def __init__(self, dynamics:dict,     # the `Dynamics` config (with agents ≥ 1)
-                 hidden:int=256):         # width of the heads' MLPs
+                 hidden:int=256,          # width of the heads' MLPs
+                 inverse_window:int=2):   # frames inverse dynamics reads: t+1 and the w-1 before it (3 sees the velocity too)
         super().__init__()
         if not dynamics.get('agents'): raise ValueError('a WorldAgent needs a dynamics model with agent tokens (agents ≥ 1; see with_agents)')
         self.dynamics = Dynamics(**dynamics); d = self.dynamics
@@ -48,13 +49,14 @@ class WorldAgent(nn.Module):
         if self.n_actions is None and self.action_dim is None: raise ValueError('a WorldAgent needs a dynamics model with actions')
         width, na, lat = d.config['dim'] * d.A, self.n_actions or self.action_dim, math.prod(d.latent_shape)
         self.reward, self.cont, self.policy = _mlp(width, 1, hidden), _mlp(width, 1, hidden), _mlp(width, na, hidden)
-        self.inverse = _mlp(2 * lat, na, hidden)
-        self.config = dict(dynamics=d.config, hidden=hidden)
+        if inverse_window < 2: raise ValueError(f"inverse_window must be ≥ 2 (an action sits between two frames), got {inverse_window}")
+        self.inverse, self.W = _mlp(inverse_window * lat, na, hidden), inverse_window
+        self.config = dict(dynamics=d.config, hidden=hidden, **({'inverse_window': inverse_window} if inverse_window != 2 else {}))
 
     @classmethod
-    def from_dynamics(cls, model:Dynamics, agents:int=1, hidden:int=256)->WorldAgent:
+    def from_dynamics(cls, model:Dynamics, agents:int=1, hidden:int=256, inverse_window:int=2)->WorldAgent:
         "Heads (freshly initialised) on a trained dynamics model"
-        dyn = with_agents(model, agents); wa = cls(dyn.config, hidden).to(next(model.parameters()).device)
+        dyn = with_agents(model, agents); wa = cls(dyn.config, hidden, inverse_window).to(next(model.parameters()).device)
         wa.dynamics.load_state_dict(dyn.state_dict()); return wa
 
     def heads(self, h:torch.Tensor)->dict: # h: (B, T, A, dim) agent states
@@ -67,10 +69,11 @@ class WorldAgent(nn.Module):
         x0, h = self.dynamics(x, tau, d, actions, act_mask, cache=cache, commit=commit, agents_out=True)
         return x0, self.heads(h)
 
-    def inverse_dynamics(self, z0:torch.Tensor, z1:torch.Tensor)->torch.Tensor: # (…, n_actions) logits or (…, action_dim)
-        "The action between two consecutive normalised latents (…, *latent_shape)"
-        n = len(self.dynamics.latent_shape)
-        return self.inverse(torch.cat([z0.flatten(-n), z1.flatten(-n)], -1))
+    def inverse_dynamics(self, z:torch.Tensor)->torch.Tensor: # (B, T-W+1, n_actions) logits or (B, T-W+1, action_dim)
+        "The action between frames t and t+1 of normalised latents z (B, T, *latent_shape), for t = W-2 … T-2 (W = inverse_window)"
+        n, W, T = len(self.dynamics.latent_shape), self.W, z.shape[1]
+        if T < W: raise ValueError(f"inverse dynamics reads {W} frames, got {T}")
+        return self.inverse(torch.cat([z[:, i:T - W + 1 + i].flatten(-n) for i in range(W)], -1))
 
     def action_value(self, out:torch.Tensor)->torch.Tensor:
         "An action from a policy or inverse-dynamics output: the argmax, or the mean clipped to [-1, 1]"
@@ -108,7 +111,7 @@ def heads_loss(k_max:int=64,              # finest step count; must equal the mo
         terms = {'reward': w['reward'] * _balanced_mse(out['reward'][:, 1:], symlog(r[:, :-1])),
                  'cont': w['cont'] * F.binary_cross_entropy_with_logits(out['cont'][:, 1:], 1 - done[:, :-1]),
                  'policy': w['policy'] * _action_loss(m, out['policy'], batch['actions']),
-                 'inverse': w['inverse'] * _action_loss(m, m.inverse_dynamics(x0[:, :-1], x0[:, 1:]), batch['actions'][:, :-1])}
+                 'inverse': w['inverse'] * _action_loss(m, m.inverse_dynamics(x0), batch['actions'][:, m.W - 2:-1])}
         if vid is not None: terms.update({k: video * v for k, v in vid(dyn, batch).items()})
         return terms
     return loss
@@ -130,13 +133,13 @@ def head_metrics(agent:WorldAgent, batch:dict, # clips with latents, actions, re
     res = {'reward_acc': torch.stack([hit[m].float().mean() for m in (pos, ~pos) if m.any()]).mean().item(),
            'reward_pos_frac': pos.float().mean().item()}
     if 'dones' in batch: res['cont_acc'] = ((out['cont'][:, 1:] > 0) == ~batch['dones'][:, :-1].bool()).float().mean().item()
-    inv = agent.inverse_dynamics(x0[:, :-1], x0[:, 1:]); a = batch['actions']
+    inv, a = agent.inverse_dynamics(x0), batch['actions']; ai = a[:, agent.W - 2:-1]
     if agent.n_actions:
         res['policy_acc'] = (out['policy'].argmax(-1) == a).float().mean().item()
-        res['inverse_acc'] = (inv.argmax(-1) == a[:, :-1]).float().mean().item()
+        res['inverse_acc'] = (inv.argmax(-1) == ai).float().mean().item()
     else:
         res['policy_mae'] = (out['policy'].clamp(-1, 1) - a).abs().mean().item()
-        res['inverse_mae'] = (inv.clamp(-1, 1) - a[:, :-1]).abs().mean().item()
+        res['inverse_mae'] = (inv.clamp(-1, 1) - ai).abs().mean().item()
     agent.train(was); return res
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e21
@@ -171,12 +174,14 @@ class HeadsConfig(RunConfig):
     ema:Frac|None = None                      # EMA decay of the weights (0: off)
     agents:Count|None = None                  # agent tokens per frame
     hidden:Count|None = None                  # width of the heads' MLPs
+    inverse_window:Count = 3                  # frames inverse dynamics reads (3: the previous frame too, so it sees the velocity)
     video:Weight = 1.0                        # weight of the video (dynamics) loss; 0: the heads alone train the trunk
     unlabeled_frac:Frac = 0.5                 # share of clips whose actions are hidden from the heads
     val_frac:Frac = 0.1                       # share of episodes held out (the dynamics run's split when the cache is its own)
     def check(self):
         if self.seq_len < 2: raise ConfigError(f"--seq_len must be ≥ 2 (rewards are transitions between frames), got {self.seq_len}")
         if self.ema >= 1: raise ConfigError(f"--ema must be below 1 (0: off), got {self.ema}")
+        if self.inverse_window < 2: raise ConfigError(f"--inverse_window must be ≥ 2 (an action sits between two frames), got {self.inverse_window}")
 
 def _heads_data(cfg:HeadsConfig, dyn)->str:
     "The latent cache to train on, checked to have rewards"
@@ -208,7 +213,7 @@ def train_heads(cfg:HeadsConfig)->Trained:
     set_threads(cfg.threads); init_distributed(cfg.device)
     run = open_run(cfg.out, 'heads', cfg, inputs={'dynamics': dyn.fingerprint, 'data': store.fingerprint}); rank, _ = world()
     seed_everything(cfg.seed)
-    model = WorldAgent.from_dynamics(dyn.model.train(), cfg.agents, cfg.hidden)
+    model = WorldAgent.from_dynamics(dyn.model.train(), cfg.agents, cfg.hidden, cfg.inverse_window)
     tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, None, cfg.batch_size, cfg.batch_size, 0.0, episodes=train_eps, seed=cfg.seed + 1 + rank)
     run_info = {'kind': 'heads', 'dynamics': {**path_record(cfg.dynamics, run.path), 'fingerprint': dyn.fingerprint},
@@ -286,7 +291,7 @@ class PixelMazeWorldConfig(Config):
 
 def pixelmaze_world_stages(cfg:PixelMazeWorldConfig)->list[tuple]:
     "(name, function, config) of every stage, each config resolved (a bad setting fails before anything runs)"
-    out, c = Path(cfg.out), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed, threads=cfg.threads)
+    out, c = Path(cfg.out).resolve(), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed, threads=cfg.threads)   # absolute: the same run from any folder
     d = lambda k: str(out / k)
     dyn = dict(unlabeled_frac=0.5, prefix_frac=0.5, **(cfg.dyn or {}))
     return [
@@ -309,7 +314,7 @@ def build_pixelmaze_world(cfg:PixelMazeWorldConfig)->dict:
         log.info(f"stage {i + 1}/{len(stages)}: {name}")
         t0 = time.time(); r = run_stage(name, fn, scfg)
         if name == 'heads': heads = r.result
-        done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out)), 'config': config_dict(scfg)})
+        done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out.resolve())), 'config': config_dict(scfg)})
     rep = {'layout': cfg.layout, 'preset': cfg.preset, 'stages': done, 'heads_eval': heads, 'out': str(out)}
     atomic_write_json(out / 'world.json', rep); return rep
 
