@@ -7,11 +7,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ..world.rollout import Imagination
-from .heads import WorldAgent, symexp
-from .guided import Decision, OBJECTIVES
+from .heads import WorldAgent
+from ..flow import corrupt_context, euler_step, TAU_CTX
+from .guided import Decision, OBJECTIVES, predicted
 
 # %% auto #0
-__all__ = ['RandomController', 'PolicyController', 'imagine_and_score', 'ShootingController']
+__all__ = ['RandomController', 'PolicyController', 'imagine_and_score', 'ShootingController', 'imagine_actions',
+           'GradientController', 'StateController']
 
 # %% ../../nbs/73_baselines.ipynb #73a0c1e06
 class RandomController:
@@ -43,8 +45,8 @@ def imagine_and_score(agent:WorldAgent, z:torch.Tensor,   # (1, C, *latent_shape
     acts = torch.cat([torch.zeros_like(actions[:, :1]).expand(P, C, *actions.shape[2:]), actions], 1)[:, :C + H]
     mask = torch.zeros(acts.shape[:2], dtype=torch.bool, device=x.device); mask[:, C:] = True
     _, heads = agent(x, lo, lo, acts, mask)
-    r = symexp(heads['reward'][:, C:])
-    return OBJECTIVES[objective](r), r, lat, 1 + H * K + 1
+    p = predicted(heads, C)
+    return OBJECTIVES[objective](p), p['reward'], lat, 1 + H * K + 1
 
 class ShootingController:
     "CEM or MPPI over action sequences, imagined by the dynamics model and scored by the reward head"
@@ -71,3 +73,60 @@ class ShootingController:
         k = self.every
         self.mean = torch.cat([mu[k:], torch.zeros_like(mu[:k])])                          # warm start for the next decision
         return Decision(mu[:k].cpu().numpy(), r[best, :k].clamp(0, 1).cpu().numpy(), lat[best].cpu(), passes)
+
+# %% ../../nbs/73_baselines.ipynb #73a0c1e0b
+def imagine_actions(agent:WorldAgent, ctx:torch.Tensor, tc:torch.Tensor, # (P, C, …) normalised context at levels tc (P, C)
+                    actions:torch.Tensor,          # (P, H, A) actions; the first is taken at the newest context frame
+                    noise:torch.Tensor,            # (P, H, *latent_shape) the starting noise
+                    calls:int=4)->tuple:           # ((P, H, …) normalised frames, `predicted` {'reward', 'value'} (P, H))
+    "The frames `actions` lead to, by `calls` full-sequence denoiser calls, and the heads' reading of them (differentiable)"
+    m = agent.dynamics; P, H = actions.shape[:2]; C, dmin = ctx.shape[1], 1 / m.k_max
+    acts = torch.cat([torch.zeros(P, C, *actions.shape[2:], device=actions.device), actions], 1)
+    mask = torch.zeros(P, C + H, dtype=torch.bool, device=actions.device); mask[:, C:] = True
+    x, dc = noise, torch.full_like(tc, dmin)
+    for k in range(calls):
+        t, tn = torch.full((P, H), 1 - k / calls, device=x.device), torch.full((P, H), 1 - (k + 1) / calls, device=x.device)
+        x0, _ = agent(torch.cat([ctx, x], 1), torch.cat([tc, t], 1), torch.cat([dc, torch.full_like(t, 1 / calls)], 1), acts, mask)
+        x = euler_step(x, x0[:, C:], t, tn)
+    lo = torch.full((P, C + H), dmin, device=x.device)
+    _, heads = agent(torch.cat([ctx, x], 1), lo, lo, acts, mask)
+    return x, predicted(heads, C)
+
+class GradientController:
+    "Gradient ascent on action sequences through the imagined frames, scored by the reward head"
+    def __init__(self, agent:WorldAgent, horizon:int=16, steps:int=8, lr:float=0.2, samples:int=2, calls:int=4,
+                 std:float=0.3, every:int=4, objective:str='any', tau_ctx:float=TAU_CTX, seed:int=0):
+        if horizon < every: raise ValueError(f"horizon ({horizon}) must be ≥ every ({every})")
+        self.agent, self.H, self.steps, self.lr, self.S, self.calls = agent, horizon, steps, lr, samples, calls
+        self.std, self.every, self.objective, self.tau_ctx = std, every, objective, tau_ctx
+        self.dev = next(agent.parameters()).device; self.gen = torch.Generator(self.dev).manual_seed(seed)
+        self.mean = torch.zeros(horizon, agent.action_dim, device=self.dev)
+
+    def __call__(self, z:torch.Tensor)->Decision:
+        m, S, obj = self.agent.dynamics, self.S, OBJECTIVES[self.objective]
+        ctx, tc = corrupt_context(m.normalize(z.float()).expand(S, *z.shape[1:]), self.tau_ctx, self.gen, k_max=m.k_max)
+        noise = torch.randn(S, self.H, *m.latent_shape, generator=self.gen, device=self.dev)
+        a = (self.mean + self.std * torch.randn(S, *self.mean.shape, generator=self.gen, device=self.dev)).clamp(-1, 1)
+        a[0] = self.mean; a.requires_grad_(True)
+        opt = torch.optim.Adam([a], lr=self.lr)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                _, r = imagine_actions(self.agent, ctx, tc, a, noise, self.calls)
+                g, = torch.autograd.grad(-obj(r).sum(), a)            # gradients for the actions only
+                opt.zero_grad(); a.grad = g; opt.step()
+                with torch.no_grad(): a.clamp_(-1, 1)
+        with torch.no_grad():
+            x, r = imagine_actions(self.agent, ctx, tc, a.detach(), noise, self.calls); best = int(obj(r).argmax())
+        a, k, n = a.detach()[best], self.every, self.calls + 1
+        self.mean = torch.cat([a[k:], torch.zeros_like(a[:k])])
+        return Decision(a[:k].cpu().numpy(), r['reward'][best, :k].clamp(0, 1).cpu().numpy(), m.denormalize(x[best]).cpu(),
+                        S * (self.steps + 1) * n, S * self.steps * n)
+
+# %% ../../nbs/73_baselines.ipynb #73a0c1e0d
+class StateController:
+    "Privileged: a state-space plan (from make(pos, goal) -> policy(pos, vel)) followed one action per frame"
+    privileged = True
+    def __init__(self, make): self.make, self.policy = make, None
+    def __call__(self, z, obs:dict)->Decision:     # obs: the true {'pos', 'vel', 'goal'} (z is not used)
+        if self.policy is None: self.policy = self.make(obs['pos'], obs['goal'])
+        return Decision(np.asarray(self.policy(obs['pos'], obs['vel']), np.float32)[None])

@@ -18,7 +18,10 @@ from .pixelmaze import PixelMaze
 from .heads import open_agent
 from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, train_probe,
                                    run_pixelmaze)
-from .baselines import RandomController, PolicyController, ShootingController
+from .baselines import RandomController, PolicyController, ShootingController, GradientController, StateController
+from ..world.envs import pointmaze_layout
+from ..planners.maze2d import astar_maker, planner_maker
+from ..planners.train import open_planner
 
 # %% auto #0
 __all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', 'guide_config', 'PixelMazeEvalConfig',
@@ -29,7 +32,7 @@ __all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', '
 METHODS = {}
 
 def method(name:str, what:str):
-    "Register a method: f(agent, cfg) -> make(seed) -> controller"
+    "Register a method: f(agent, cfg, layout) -> make(seed) -> the controller of one episode"
     def reg(f): METHODS[name] = (f, what); return f
     return reg
 
@@ -38,16 +41,27 @@ def guide_config(cfg, **over)->GuideConfig:
     return GuideConfig(**{**dict(horizon=cfg.horizon, calls=cfg.calls, schedule=cfg.schedule, scale=cfg.scale, tokens=cfg.tokens,
                                  objective=cfg.objective, mc=cfg.mc), **over})
 
-method('random', 'uniform random actions')(lambda a, c: lambda s: RandomController(a.action_dim, c.every, s))
-method('bc', 'the policy head (goal-conditioned behaviour cloning)')(lambda a, c: lambda s: PolicyController(a))
-method('unguided', 'diffusion forcing without guidance')(lambda a, c: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s))
+method('random', 'uniform random actions')(lambda a, c, l: lambda s: RandomController(a.action_dim, c.every, s))
+method('bc', 'the policy head (goal-conditioned behaviour cloning)')(lambda a, c, l: lambda s: PolicyController(a))
+method('unguided', 'diffusion forcing without guidance')(lambda a, c, l: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s))
 method('select', 'sample --select plans, keep the best by the reward head')(
-    lambda a, c: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
-method('guided', 'guided latent planning')(lambda a, c: lambda s: GuidedController(a, guide_config(c), c.every, s))
+    lambda a, c, l: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
+method('guided', 'guided latent planning')(lambda a, c, l: lambda s: GuidedController(a, guide_config(c), c.every, s))
 for _m in ('cem', 'mppi'):
     method(_m, f"{_m.upper()} over action sequences")(
-        lambda a, c, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
-                                                         objective=c.objective, seed=s))
+        lambda a, c, l, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
+                                                            objective=c.objective, seed=s))
+method('grad', 'gradient ascent on actions through the imagined frames')(
+    lambda a, c, l: lambda s: GradientController(a, c.shoot_horizon, c.grad_steps, c.grad_lr, c.grad_samples, c.K, every=c.every,
+                                                  objective=c.objective, seed=s))
+method('astar', 'privileged: A* on the true map and state, and the path follower')(
+    lambda a, c, l: lambda s: StateController(astar_maker(pointmaze_layout(l).occ)))
+
+@method('two_stage', "privileged: ahri's two-stage diffusion planner in state space (--planner), and the path follower")
+def _two_stage(a, c, layout:str):
+    pl = open_planner(c.planner, c.device)
+    if pl.p.get('layout') != layout: raise ValueError(f"{c.planner} plans in {pl.p.get('layout') or 'random mazes'}, not in PixelMaze's {layout} layout")
+    return lambda s: StateController(planner_maker(pl, pointmaze_layout(layout).occ, 'two_stage', seed=s))
 
 # %% ../../nbs/74_evaluate.ipynb #74a0c1e07
 @dataclass(kw_only=True)
@@ -55,7 +69,7 @@ class PixelMazeEvalConfig(Config):
     "Closed-loop PixelMaze evaluation of planners inside a world model: success, score, first reach, wall crossings, exploitation gap, cost per decision"
     volatile:ClassVar = ('out', 'device', 'threads', 'quiet', 'video')
     heads:str                                 # a heads run (ahri_train_heads, or heads/ of ahri_pixelmaze_world)
-    methods:list[str] = ('random', 'bc', 'unguided', 'select', 'guided', 'cem', 'mppi') # methods to run (see METHODS)
+    methods:list[str] = ('random', 'bc', 'unguided', 'select', 'guided', 'cem', 'mppi', 'grad', 'astar') # methods to run (see METHODS; two_stage needs --planner)
     episodes:Count = 100                      # episodes per seed
     seeds:list[NonNeg] = (0, 1, 2)            # evaluation seeds: episode e of seed s uses environment seed 10000·(s+1)+e
     context:Count = 4                         # real frames a controller sees
@@ -63,15 +77,19 @@ class PixelMazeEvalConfig(Config):
     horizon:Count = 32                        # guided: frames planned ahead (the last is the goal token)
     calls:Count = 8                           # guided: denoiser calls per plan (a power of two)
     schedule:str = 'uniform'                  # guided: noise schedule over positions (uniform, pyramid, goal_first)
-    scale:Weight = 1.0                        # guided: guidance step per call, in latent standard deviations
+    scale:Weight = 0.3                        # guided: guidance step per call, in latent standard deviations
     tokens:Literal['goal', 'all'] = 'all'     # guided: the frames guidance moves
-    objective:str = 'any'                     # what plans are scored and guided by: any (reward anywhere in the plan) or goal (at the last frame)
+    objective:str = 'value'                   # what plans are scored and guided by: value (at the last frame), any (reward anywhere in the plan) or goal (at the last frame)
     mc:Count = 1                              # guided: Monte Carlo draws per guidance gradient
     select:Count = 3                          # select: plans drawn per decision (3 ≈ guided's cost: a backward pass costs two forward)
     shoot_horizon:Count = 16                  # CEM/MPPI: frames imagined per candidate
     population:Count = 64                     # CEM/MPPI: candidates per iteration
     iterations:Count = 3                      # CEM/MPPI: iterations per decision
-    K:Count = 4                               # CEM/MPPI: denoising steps per imagined frame
+    K:Count = 4                               # CEM/MPPI: denoising steps per imagined frame; grad: denoiser calls per imagination
+    grad_steps:Count = 8                      # grad: gradient steps per decision (over --shoot_horizon frames)
+    grad_lr:Positive = 0.2                    # grad: Adam step size on the actions
+    grad_samples:Count = 2                    # grad: action sequences optimised together (the best is executed)
+    planner:str|None = None                   # two_stage: a Maze2D planner run (ahri_train_maze2d) of the same layout (default: none)
     probe_steps:Count = 3000                  # training steps of the position probe (wall crossings)
     video:bool = True                         # record the first guided episode next to its plans (guided.mp4, guided.gif)
     out:str|None = None                       # results folder (default: <heads run>/eval_pixelmaze)
@@ -85,6 +103,8 @@ class PixelMazeEvalConfig(Config):
         if self.objective not in OBJECTIVES: raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.calls & (self.calls - 1): raise ConfigError(f"--calls must be a power of two, got {self.calls}")
         if self.K & (self.K - 1): raise ConfigError(f"--K must be a power of two, got {self.K}")
+        if self.shoot_horizon < self.every: raise ConfigError(f"--shoot_horizon ({self.shoot_horizon}) must be ≥ --every ({self.every})")
+        if 'two_stage' in self.methods and not self.planner: raise ConfigError('--methods two_stage needs --planner (a Maze2D planner run)')
 
 # %% ../../nbs/74_evaluate.ipynb #74a0c1e08
 def pixelmaze_source(store)->tuple[str, int]:
@@ -147,7 +167,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
     rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'config': config_dict(cfg), 'methods': {}}
     for name in cfg.methods:
-        make, per_seed = METHODS[name][0](o.model, cfg), []
+        make, per_seed = METHODS[name][0](o.model, cfg, layout), []
         for s in cfg.seeds:
             f, key = out / 'parts' / f'{name}_seed{s}.json', _key(o, cfg, name, s)
             if f.exists() and json.loads(f.read_text()).get('key') == key: r = json.loads(f.read_text())['result']
@@ -159,7 +179,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
         rep['methods'][name] = summarise(per_seed)
     if cfg.video and 'guided' in cfg.methods:
         env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
-        ep = run_pixelmaze(env, o.tok.model, METHODS['guided'][0](o.model, cfg)(10_000), 10_000, cfg.context, record=True)
+        ep = run_pixelmaze(env, o.tok.model, METHODS['guided'][0](o.model, cfg, layout)(10_000), 10_000, cfg.context, record=True)
         v = plan_video(ep, o.tok.model.decode)
         for ext in ('mp4', 'gif'): write_video(v, out / f'guided.{ext}')
         rep['video'] = {'success': ep['success'], 'frames': len(v)}
@@ -179,11 +199,13 @@ class PixelMazeBenchConfig(PixelMazeEvalConfig):
 def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
     "Per method: ms per decision (batch 1), forward and backward passes; the guided/CEM and guided/MPPI pass ratios"
     cfg = resolve(cfg); set_threads(cfg.threads)
-    o = open_agent(cfg.heads, device=cfg.device)
+    o = open_agent(cfg.heads, device=cfg.device); layout, _ = pixelmaze_source(o.store)
     z = torch.from_numpy(np.array(probe_data(o, o.eps[:1])[0][:cfg.context]))[None].to(o.device)
     res = {}
     for name in cfg.methods:
-        ctl = METHODS[name][0](o.model, cfg)(0); d = ctl(z)
+        ctl = METHODS[name][0](o.model, cfg, layout)(0)
+        if getattr(ctl, 'privileged', False): continue              # no world model: nothing of this benchmark's to measure
+        d = ctl(z)
         res[name] = {'ms': 1000 * time_fn(lambda: ctl(z), o.device, warmup=1, min_time=cfg.min_time), 'forward': d.forward, 'backward': d.backward}
     eq = lambda r: r['forward'] + 2 * r['backward']
     ratios = {f'guided/{m}': eq(res['guided']) / eq(res[m]) for m in ('cem', 'mppi') if 'guided' in res and m in res and eq(res[m])}

@@ -13,8 +13,8 @@ from .heads import WorldAgent, symexp
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
-           'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze', 'PositionProbe',
-           'train_probe', 'plan_crossings', 'exploitation_gap', 'probe_data', 'closed_loop']
+           'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
+           'PositionProbe', 'train_probe', 'plan_crossings', 'exploitation_gap', 'probe_data', 'closed_loop']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -46,8 +46,13 @@ def plan_levels(name:str, n:int, calls:int)->tuple[torch.Tensor, float]: # ((cal
     return torch.tensor(np.clip(1 - (k - start[None]) / steps, 0, 1), dtype=torch.float32), 1 / steps
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e0c
-OBJECTIVES = {'goal': lambda r: r[:, -1],                                     # reward predicted at the goal frame
-              'any':  lambda r: torch.logsumexp(8 * r, 1) / 8}                # a soft maximum over the plan: reach it anywhere
+def predicted(heads:dict, C:int=0)->dict:
+    "{'reward', 'value'}: (B, n) what the heads predict for the frames after the first C, in reward units"
+    return {k: symexp(heads[k][:, C:]) for k in ('reward', 'value')}
+
+OBJECTIVES = {'goal':  lambda p: p['reward'][:, -1],                           # reward predicted at the goal frame
+              'any':   lambda p: torch.logsumexp(8 * p['reward'], 1) / 8,      # a soft maximum over the plan: reach it anywhere
+              'value': lambda p: p['value'][:, -1]}                            # value at the goal frame: how near the goal the plan ends
 
 @dataclass
 class GuideConfig:
@@ -73,7 +78,7 @@ class GuideConfig:
 class Plan:
     "A plan for each of B contexts"
     latents:torch.Tensor          # (B, n, *latent_shape) planned frames, tokenizer space
-    actions:torch.Tensor          # (B, n) or (B, n, A): inverse dynamics into each planned frame (from the context's last)
+    actions:torch.Tensor          # (B, n-s+1[, A]): inverse dynamics into planned frame 0, 1, … (s: its span; the last s-1 frames have none)
     reward:torch.Tensor           # (B, n) reward the head predicts for the clean plan
     value:torch.Tensor            # (B,) the objective on the clean plan
     forward:int                   # world-model forward passes spent per context (all samples)
@@ -90,7 +95,7 @@ def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generat
         R = len(xs) // len(x); xs = xs.detach().requires_grad_(True)
         with torch.enable_grad():
             out, heads = agent(torch.cat([ctx.repeat(R, *[1] * (ctx.ndim - 1)), xs], 1), tau.repeat(R, 1), d.repeat(R, 1))
-            g, = torch.autograd.grad(obj(symexp(heads['reward'][:, C:])).sum(), xs)
+            g, = torch.autograd.grad(obj(predicted(heads, C)).sum(), xs)
         return out[:, C:].detach(), g.view(R, *x.shape).sum(0)
     x0, g = grad_at(x)
     if cfg.mc > 1:                                # further draws: the current estimate, noised again to the same levels
@@ -123,7 +128,7 @@ def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) cont
         if trace: hist.append(m.denormalize(x0.view(B, S, n, *m.latent_shape)[:, 0]))
     lo = torch.full((B * S, C + n), dmin, device=dev)
     _, heads = agent(torch.cat([ctx, x], 1), lo, lo); fwd += 1                        # the clean plan, scored
-    r = symexp(heads['reward'][:, C:]); v = OBJECTIVES[cfg.objective](r)
+    p = predicted(heads, C); r, v = p['reward'], OBJECTIVES[cfg.objective](p)
     best = v.view(B, S).argmax(1) + torch.arange(B, device=dev) * S
     x, r, v = x[best], r[best], v[best]
     past = clean[:, -(agent.W - 1):]
@@ -148,6 +153,8 @@ class Decision:
 class GuidedController:
     "Guided latent planning as a controller: plan from the context, execute the first `every` actions"
     def __init__(self, agent:WorldAgent, cfg:GuideConfig=GuideConfig(), every:int=4, seed:int=0):
+        if cfg.horizon - agent.S + 1 < every:
+            raise ValueError(f"a plan of {cfg.horizon} frames yields {cfg.horizon - agent.S + 1} actions (inverse span {agent.S}), fewer than every={every}")
         self.agent, self.cfg, self.every = agent, cfg, every
         self.gen = torch.Generator(next(agent.parameters()).device).manual_seed(seed)
     def __call__(self, z:torch.Tensor)->Decision:  # z: (1, C, *latent_shape) latents of the last C real frames
@@ -156,7 +163,7 @@ class GuidedController:
 
 @torch.no_grad()
 def run_pixelmaze(env:PixelMaze, tok:torch.nn.Module,  # the environment, and the world model's tokenizer
-                  controller,                          # controller(z (1, C, *latent_shape)) -> Decision
+                  controller,                          # controller(z (1, C, *latent_shape)) -> Decision; a `privileged` one also gets the true state
                   seed:int,                            # the episode's seed (start, goal noise)
                   context:int=4,                       # real frames the controller sees
                   start=None, goal=None,               # (r, c) start cell and (x, y) goal (default: from the seed, as D4RL)
@@ -167,7 +174,9 @@ def run_pixelmaze(env:PixelMaze, tok:torch.nn.Module,  # the environment, and th
     o = env.reset(seed, start, goal); lat, frames, pos = [enc(o['frame'])], [o['frame']], [o['pos']]
     R, first, decisions, up = 0., None, [], False
     while not up:
-        t0 = time.perf_counter(); dec = controller(torch.cat(lat[-context:])[None]); ms = 1000 * (time.perf_counter() - t0)
+        z = torch.cat(lat[-context:])[None]
+        t0 = time.perf_counter(); dec = controller(z, o) if getattr(controller, 'privileged', False) else controller(z)
+        ms = 1000 * (time.perf_counter() - t0)
         got = []
         for a in dec.actions:
             o, r, up = env.step(a); R += r; lat.append(enc(o['frame'])); pos.append(o['pos'])

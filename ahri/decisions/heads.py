@@ -15,8 +15,9 @@ from ..world.dynamics import Dynamics, actions_into_frames, dynamics_loss
 
 # %% auto #0
 __all__ = ['HEADS_PRESETS', 'ahri_train_heads', 'PIXELMAZE_WORLD_PRESETS', 'ahri_pixelmaze_world', 'with_agents', 'symlog',
-           'symexp', 'WorldAgent', 'heads_loss', 'head_metrics', 'HeadsConfig', 'evaluate_heads', 'train_heads',
-           'open_heads', 'open_agent', 'PixelMazeWorldConfig', 'pixelmaze_world_stages', 'build_pixelmaze_world']
+           'symexp', 'WorldAgent', 'returns_to_go', 'heads_loss', 'head_metrics', 'HeadsConfig', 'evaluate_heads',
+           'train_heads', 'open_heads', 'open_agent', 'PixelMazeWorldConfig', 'pixelmaze_world_stages',
+           'build_pixelmaze_world']
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e08
 def with_agents(model:Dynamics, agents:int=1)->Dynamics:
@@ -41,7 +42,8 @@ class WorldAgent(nn.Module):
     "A dynamics model with agent tokens and the decision heads that read them (plus inverse dynamics on latent pairs)"
     def __init__(self, dynamics:dict,     # the `Dynamics` config (with agents ≥ 1)
                  hidden:int=256,          # width of the heads' MLPs
-                 inverse_window:int=2):   # frames inverse dynamics reads: t+1 and the w-1 before it (3 sees the velocity too)
+                 inverse_window:int=2,    # frames inverse dynamics reads: t+1 and the w-1 before it (3 sees the velocity too)
+                 inverse_span:int=1):     # and frame t+s too, if s > 1 (a force shows in the position s frames on ~s² times larger)
         super().__init__()
         if not dynamics.get('agents'): raise ValueError('a WorldAgent needs a dynamics model with agent tokens (agents ≥ 1; see with_agents)')
         self.dynamics = Dynamics(**dynamics); d = self.dynamics
@@ -49,31 +51,41 @@ class WorldAgent(nn.Module):
         if self.n_actions is None and self.action_dim is None: raise ValueError('a WorldAgent needs a dynamics model with actions')
         width, na, lat = d.config['dim'] * d.A, self.n_actions or self.action_dim, math.prod(d.latent_shape)
         self.reward, self.cont, self.policy = _mlp(width, 1, hidden), _mlp(width, 1, hidden), _mlp(width, na, hidden)
+        self.value = _mlp(width, 1, hidden)
         if inverse_window < 2: raise ValueError(f"inverse_window must be ≥ 2 (an action sits between two frames), got {inverse_window}")
-        self.inverse, self.W = _mlp(inverse_window * lat, na, hidden), inverse_window
-        self.config = dict(dynamics=d.config, hidden=hidden, **({'inverse_window': inverse_window} if inverse_window != 2 else {}))
+        if inverse_span < 1: raise ValueError(f"inverse_span must be ≥ 1, got {inverse_span}")
+        self.W, self.S = inverse_window, inverse_span
+        self.inverse = _mlp((inverse_window + (inverse_span > 1)) * lat, na, hidden)
+        self.config = dict(dynamics=d.config, hidden=hidden, **({'inverse_window': inverse_window} if inverse_window != 2 else {}),
+                           **({'inverse_span': inverse_span} if inverse_span != 1 else {}))
 
     @classmethod
-    def from_dynamics(cls, model:Dynamics, agents:int=1, hidden:int=256, inverse_window:int=2)->WorldAgent:
+    def from_dynamics(cls, model:Dynamics, agents:int=1, hidden:int=256, inverse_window:int=2, inverse_span:int=1)->WorldAgent:
         "Heads (freshly initialised) on a trained dynamics model"
-        dyn = with_agents(model, agents); wa = cls(dyn.config, hidden, inverse_window).to(next(model.parameters()).device)
+        dyn = with_agents(model, agents); wa = cls(dyn.config, hidden, inverse_window, inverse_span).to(next(model.parameters()).device)
         wa.dynamics.load_state_dict(dyn.state_dict()); return wa
 
     def heads(self, h:torch.Tensor)->dict: # h: (B, T, A, dim) agent states
-        "{'reward': (B, T) symlog reward, 'cont': (B, T) logit, 'policy': (B, T, n_actions) logits or (B, T, action_dim)}"
+        "{'reward', 'value': (B, T) symlog, 'cont': (B, T) logit, 'policy': (B, T, n_actions) logits or (B, T, action_dim)}"
         h = h.flatten(2)
-        return {'reward': self.reward(h)[..., 0], 'cont': self.cont(h)[..., 0], 'policy': self.policy(h)}
+        return {'reward': self.reward(h)[..., 0], 'value': self.value(h)[..., 0], 'cont': self.cont(h)[..., 0], 'policy': self.policy(h)}
 
     def forward(self, x, tau, d, actions=None, act_mask=None, cache=None, commit:int=0)->tuple[torch.Tensor, dict]:
         "(x̂₀, heads) for normalised noisy latents, as `Dynamics.forward`"
         x0, h = self.dynamics(x, tau, d, actions, act_mask, cache=cache, commit=commit, agents_out=True)
         return x0, self.heads(h)
 
-    def inverse_dynamics(self, z:torch.Tensor)->torch.Tensor: # (B, T-W+1, n_actions) logits or (B, T-W+1, action_dim)
-        "The action between frames t and t+1 of normalised latents z (B, T, *latent_shape), for t = W-2 … T-2 (W = inverse_window)"
-        n, W, T = len(self.dynamics.latent_shape), self.W, z.shape[1]
-        if T < W: raise ValueError(f"inverse dynamics reads {W} frames, got {T}")
-        return self.inverse(torch.cat([z[:, i:T - W + 1 + i].flatten(-n) for i in range(W)], -1))
+    def inverse_dynamics(self, z:torch.Tensor)->torch.Tensor: # (B, T-W-S+2, n_actions) logits or (B, T-W-S+2, action_dim)
+        "The action between frames t and t+1 of normalised latents z (B, T, *latent_shape), for t = W-2 … T-1-S (W, S: window, span)"
+        n, W, S, T = len(self.dynamics.latent_shape), self.W, self.S, z.shape[1]
+        L = T - W - S + 2
+        if L < 1: raise ValueError(f"inverse dynamics reads {W + S - 1} consecutive frames, got {T}")
+        far = [z[:, W - 2 + S:W - 2 + S + L].flatten(-n)] if S > 1 else []
+        return self.inverse(torch.cat([z[:, i:i + L].flatten(-n) for i in range(W)] + far, -1))
+
+    def inverse_targets(self, actions:torch.Tensor)->torch.Tensor:
+        "The actions `inverse_dynamics` predicts, from a clip's (B, T, …) actions"
+        return actions[:, self.W - 2:actions.shape[1] - self.S]
 
     def action_value(self, out:torch.Tensor)->torch.Tensor:
         "An action from a policy or inverse-dynamics output: the argmax, or the mean clipped to [-1, 1]"
@@ -90,13 +102,27 @@ def _action_loss(agent:WorldAgent, out, target):
     if agent.n_actions: return F.cross_entropy(out.flatten(0, -2), target.flatten().long())
     return F.mse_loss(out, target.float())
 
+def returns_to_go(rewards:np.ndarray, dones:np.ndarray|None=None, gamma:float=0.97)->np.ndarray:
+    "G_t = r_t + γ (1 - done_t) G_{t+1} over one episode (0 after its last frame): the value head's target at frame t"
+    G, out = 0., np.zeros(len(rewards), np.float32)
+    for t in range(len(rewards) - 1, -1, -1):
+        G = rewards[t] + gamma * (0. if dones is not None and dones[t] else G); out[t] = G
+    return out
+
+def _clip_returns(returns:list, batch:dict)->torch.Tensor:
+    "The (B, T) value targets of a batch's clips, from per-episode returns and the clips' `episode` and `start`"
+    T = batch['rewards'].shape[1]
+    G = [returns[int(e)][int(s):int(s) + T] for e, s in zip(batch['episode'].tolist(), batch['start'].tolist())]
+    return torch.from_numpy(np.stack(G)).to(batch['rewards'].device)
+
 def heads_loss(k_max:int=64,              # finest step count; must equal the model's
                unlabeled_frac:float=0.5,  # share of clips whose actions the heads do not see
                video:float=1.0,           # weight of the dynamics (video) loss; 0: heads only
                bootstrap_frac:float=0.25, # the dynamics loss's shortcut share
-               weights:dict|None=None):   # per-head weights {'reward', 'cont', 'policy', 'inverse'} (default 1 each)
-    "The Learner loss of a `WorldAgent` on batches with `latents`, `actions`, `rewards` (and `dones`)"
-    w = {'reward': 1., 'cont': 1., 'policy': 1., 'inverse': 1., **(weights or {})}
+               weights:dict|None=None,    # per-head weights {'reward', 'value', 'cont', 'policy', 'inverse'} (default 1 each)
+               returns:list|None=None):   # per-episode `returns_to_go` of the data (None: no value head training)
+    "The Learner loss of a `WorldAgent` on batches with `latents`, `actions`, `rewards` (and `dones`; `episode`, `start` for the value)"
+    w = {'reward': 1., 'value': 1., 'cont': 1., 'policy': 1., 'inverse': 1., **(weights or {})}
     vid = dynamics_loss(k_max, bootstrap_frac, unlabeled_frac) if video else None
     def loss(model, batch:dict)->dict:
         m = unwrap(model); dyn = m.dynamics
@@ -111,7 +137,8 @@ def heads_loss(k_max:int=64,              # finest step count; must equal the mo
         terms = {'reward': w['reward'] * _balanced_mse(out['reward'][:, 1:], symlog(r[:, :-1])),
                  'cont': w['cont'] * F.binary_cross_entropy_with_logits(out['cont'][:, 1:], 1 - done[:, :-1]),
                  'policy': w['policy'] * _action_loss(m, out['policy'], batch['actions']),
-                 'inverse': w['inverse'] * _action_loss(m, m.inverse_dynamics(x0), batch['actions'][:, m.W - 2:-1])}
+                 'inverse': w['inverse'] * _action_loss(m, m.inverse_dynamics(x0), m.inverse_targets(batch['actions']))}
+        if returns is not None: terms['value'] = w['value'] * F.mse_loss(out['value'], symlog(_clip_returns(returns, batch)))
         if vid is not None: terms.update({k: video * v for k, v in vid(dyn, batch).items()})
         return terms
     return loss
@@ -133,13 +160,16 @@ def head_metrics(agent:WorldAgent, batch:dict, # clips with latents, actions, re
     res = {'reward_acc': torch.stack([hit[m].float().mean() for m in (pos, ~pos) if m.any()]).mean().item(),
            'reward_pos_frac': pos.float().mean().item()}
     if 'dones' in batch: res['cont_acc'] = ((out['cont'][:, 1:] > 0) == ~batch['dones'][:, :-1].bool()).float().mean().item()
-    inv, a = agent.inverse_dynamics(x0), batch['actions']; ai = a[:, agent.W - 2:-1]
+    inv, a = agent.inverse_dynamics(x0), batch['actions']; ai = agent.inverse_targets(a)
     if agent.n_actions:
         res['policy_acc'] = (out['policy'].argmax(-1) == a).float().mean().item()
         res['inverse_acc'] = (inv.argmax(-1) == ai).float().mean().item()
     else:
         res['policy_mae'] = (out['policy'].clamp(-1, 1) - a).abs().mean().item()
         res['inverse_mae'] = (inv.clamp(-1, 1) - ai).abs().mean().item()
+    if 'returns' in batch:
+        v, G = symexp(out['value']).flatten(), batch['returns'].float().flatten()
+        res['value_corr'] = torch.corrcoef(torch.stack([v, G]))[0, 1].item(); res['value_mae'] = (v - G).abs().mean().item()
     agent.train(was); return res
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e21
@@ -175,6 +205,8 @@ class HeadsConfig(RunConfig):
     agents:Count|None = None                  # agent tokens per frame
     hidden:Count|None = None                  # width of the heads' MLPs
     inverse_window:Count = 3                  # frames inverse dynamics reads (3: the previous frame too, so it sees the velocity)
+    inverse_span:Count = 1                    # inverse dynamics also reads frame t+span when span > 1 (where the action has taken the agent)
+    gamma:Frac = 0.97                         # discount of the value head's target, per frame
     video:Weight = 1.0                        # weight of the video (dynamics) loss; 0: the heads alone train the trunk
     unlabeled_frac:Frac = 0.5                 # share of clips whose actions are hidden from the heads
     val_frac:Frac = 0.1                       # share of episodes held out (the dynamics run's split when the cache is its own)
@@ -182,6 +214,9 @@ class HeadsConfig(RunConfig):
         if self.seq_len < 2: raise ConfigError(f"--seq_len must be ≥ 2 (rewards are transitions between frames), got {self.seq_len}")
         if self.ema >= 1: raise ConfigError(f"--ema must be below 1 (0: off), got {self.ema}")
         if self.inverse_window < 2: raise ConfigError(f"--inverse_window must be ≥ 2 (an action sits between two frames), got {self.inverse_window}")
+        if self.seq_len < self.inverse_window + self.inverse_span - 1:
+            raise ConfigError(f"--seq_len must cover the frames inverse dynamics reads (--inverse_window + --inverse_span - 1 = "
+                              f"{self.inverse_window + self.inverse_span - 1}), got {self.seq_len}")
 
 def _heads_data(cfg:HeadsConfig, dyn)->str:
     "The latent cache to train on, checked to have rewards"
@@ -194,11 +229,12 @@ def _heads_data(cfg:HeadsConfig, dyn)->str:
     return data
 
 @torch.no_grad()
-def evaluate_heads(agent:WorldAgent, store, episodes, seq_len:int, device=None, max_clips:int=256)->dict:
+def evaluate_heads(agent:WorldAgent, store, episodes, seq_len:int, device=None, max_clips:int=256, returns:list|None=None)->dict:
     "`head_metrics` on up to `max_clips` non-overlapping clips of `episodes` (scored together), with the actions shown and hidden"
     ds = WindowDataset(store, seq_len, seq_len, episodes)
     idx = np.linspace(0, len(ds) - 1, min(len(ds), max_clips)).astype(int)
     batch = {k: v.to(device) for k, v in torch.utils.data.default_collate([ds[int(i)] for i in idx]).items()}
+    if returns is not None: batch['returns'] = _clip_returns(returns, batch)
     return {'actions_shown': head_metrics(agent, batch, True), 'actions_hidden': head_metrics(agent, batch, False), 'clips': int(len(idx))}
 
 def train_heads(cfg:HeadsConfig)->Trained:
@@ -213,19 +249,20 @@ def train_heads(cfg:HeadsConfig)->Trained:
     set_threads(cfg.threads); init_distributed(cfg.device)
     run = open_run(cfg.out, 'heads', cfg, inputs={'dynamics': dyn.fingerprint, 'data': store.fingerprint}); rank, _ = world()
     seed_everything(cfg.seed)
-    model = WorldAgent.from_dynamics(dyn.model.train(), cfg.agents, cfg.hidden, cfg.inverse_window)
+    model = WorldAgent.from_dynamics(dyn.model.train(), cfg.agents, cfg.hidden, cfg.inverse_window, cfg.inverse_span)
     tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, None, cfg.batch_size, cfg.batch_size, 0.0, episodes=train_eps, seed=cfg.seed + 1 + rank)
     run_info = {'kind': 'heads', 'dynamics': {**path_record(cfg.dynamics, run.path), 'fingerprint': dyn.fingerprint},
                 'cache': path_record(data, run.path), 'data_fingerprint': store.fingerprint, 'val_episodes': val_eps.tolist(),
                 **{k: {**dyn.run[k], **path_record(find_path(dyn.run[k], run_folder(dyn.ckpt)), run.path)} for k in ('tokenizer', 'source') if dyn.run.get(k)},
                 'config': run.config}
-    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video), stream, tc, device=cfg.device, progress=not cfg.quiet)
+    G = [returns_to_go(store[e]['rewards'], store[e].get('dones'), cfg.gamma) for e in range(len(store))]
+    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G), stream, tc, device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)
     out = Trained(run.path, learn.step, time.time() - t0, run.extended)
     if rank == 0:
         agent = learn.ema_model() if learn.ema is not None else unwrap(learn.model)
-        out.result = evaluate_heads(agent, store, val_eps, cfg.seq_len, next(agent.parameters()).device)
+        out.result = evaluate_heads(agent, store, val_eps, cfg.seq_len, next(agent.parameters()).device, returns=G)
         atomic_write_json(run.path / 'heads_eval.json', {'step': learn.step, **out.result})
     close_distributed()
     return out
@@ -240,7 +277,7 @@ def open_agent(ckpt, data=None, weights:str='auto', device=None):
 
 def _show_heads(t:Trained)->str:
     r = t.result or {}; h = r.get('actions_hidden', {})
-    acc = ', '.join(f'{k} {v:.3f}' for k, v in h.items() if k.endswith(('acc', 'mae')))
+    acc = ', '.join(f'{k} {v:.3f}' for k, v in h.items() if k.endswith(('acc', 'mae', 'corr')))
     return f"{t.run}: {t.step} steps ({t.seconds:.0f} s this session); held out, actions hidden: {acc}"
 
 ahri_train_heads = command(HeadsConfig, train_heads, 'ahri_train_heads', show=_show_heads)
@@ -252,7 +289,7 @@ from ..world.collect import collect, CollectConfig
 from ..world.train_tokenizer import train_tokenizer, TokenizerConfig
 from ..world.encode import encode, EncodeConfig
 from ..world.train_dynamics import DynamicsConfig, train_dynamics
-from ..world.demo import stage_config, run_stage
+from ..world.demo import PipelineConfig, stage_config, run_stage
 from ..world.envs import POINTMAZE
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e32
@@ -260,19 +297,19 @@ _TOK = dict(width=16, latent_ch=8, down=4)
 _DYN = dict(pack=4, registers=1)
 PIXELMAZE_WORLD_PRESETS = {
     'cpu':   dict(episodes=400, max_steps=200, size=32, tok=dict(preset='tiny', model=_TOK, steps=1500, batch_size=32),
-                  dyn=dict(preset='tiny', model=_DYN, steps=1200, long_len=40, long_ratio=0.2), heads=dict(preset='tiny', steps=800)),
+                  dyn=dict(preset='tiny', model=_DYN, steps=3000, long_len=40, long_ratio=0.2),
+                  heads=dict(preset='tiny', steps=1500, inverse_span=4)),
     'gpu':   dict(episodes=2000, max_steps=200, size=64, tok=dict(preset='small', model=dict(width=32, latent_ch=16, down=8), steps=10_000),
-                  dyn=dict(preset='small', model=dict(pack=2), steps=30_000, long_len=64, long_ratio=0.2), heads=dict(preset='small', steps=10_000)),
+                  dyn=dict(preset='small', model=dict(pack=2), steps=30_000, long_len=64, long_ratio=0.2),
+                  heads=dict(preset='small', steps=10_000, inverse_span=4)),
     'smoke': dict(episodes=6, max_steps=40, size=32, tok=dict(preset='tiny', model=_TOK, steps=5, batch_size=4),
                   dyn=dict(preset='tiny', model=_DYN, steps=4, batch_size=2, seq_len=4, long_len=0),
                   heads=dict(preset='tiny', steps=4, batch_size=2, seq_len=4, hidden=32))}
 
 @dataclass(kw_only=True)
-class PixelMazeWorldConfig(Config):
+class PixelMazeWorldConfig(PipelineConfig):
     "Collect PixelMaze, train tokenizer, latent cache, dynamics model and decision heads for one layout, in one run folder"
     presets:ClassVar = PIXELMAZE_WORLD_PRESETS
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
-    out:str                                   # output folder (rerun the same command to resume)
     layout:str = 'medium'                     # umaze, medium or large
     preset:str = 'cpu'                        # cpu (2 cores, 32×32 frames), gpu (one GPU, 64×64) or smoke (seconds, for tests)
     episodes:Count|None = None                # episodes to collect
@@ -281,18 +318,12 @@ class PixelMazeWorldConfig(Config):
     tok:dict|None = None                      # tokenizer settings (TokenizerConfig fields)
     dyn:dict|None = None                      # dynamics settings (DynamicsConfig fields)
     heads:dict|None = None                    # heads settings (HeadsConfig fields)
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    seed:int = 0                              # seed of every stage
-    overwrite:bool = False                    # delete the output folder's contents and start afresh
-    quiet:bool = False                        # no progress bars
     def check(self):
         if self.layout not in POINTMAZE: raise ConfigError(f"--layout must be one of {', '.join(POINTMAZE)}, got {self.layout!r}")
 
 def pixelmaze_world_stages(cfg:PixelMazeWorldConfig)->list[tuple]:
     "(name, function, config) of every stage, each config resolved (a bad setting fails before anything runs)"
-    out, c = Path(cfg.out).resolve(), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed, threads=cfg.threads)   # absolute: the same run from any folder
-    d = lambda k: str(out / k)
+    d, c = cfg.stage_dir, cfg.stage_run()
     dyn = dict(unlabeled_frac=0.5, prefix_frac=0.5, **(cfg.dyn or {}))
     return [
         ('collect', collect, stage_config(CollectConfig, 'episodes', dict(out=d('data'), env=f'pixelmaze:{cfg.layout}', episodes=cfg.episodes,

@@ -20,8 +20,8 @@ from .baselines import train_baseline, BaselineConfig
 from .eval import eval_world_model, WorldModelEvalConfig
 
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'ahri_demo', 'DemoConfig', 'stage_config', 'demo_stages', 'verdict', 'report_markdown', 'run_stage',
-           'demo']
+__all__ = ['DEMO_PRESETS', 'ahri_demo', 'PipelineConfig', 'DemoConfig', 'stage_config', 'demo_stages', 'verdict',
+           'report_markdown', 'run_stage', 'demo']
 
 # %% ../../nbs/35_demo.ipynb #b494d522
 DEMO_PRESETS = {
@@ -35,10 +35,26 @@ DEMO_PRESETS = {
                   eval=dict(n=4, horizon=6, context=2))}
 
 @dataclass(kw_only=True)
-class DemoConfig(Config):
+class PipelineConfig(Config):
+    "What every multi-stage command shares: one run folder holding a folder per stage, and the settings every stage runs with"
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
+    out:str                                   # output folder (rerun the same command to resume)
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    seed:int = 0                              # seed of every stage
+    overwrite:bool = False                    # delete the output folder's contents and start afresh
+    quiet:bool = False                        # no progress bars
+    def stage_dir(self, name:str)->str:
+        "Stage `name`'s folder, absolute: a stage records the paths it reads, so the same run resumes from any working folder"
+        return str(Path(self.out).resolve() / name)
+    def stage_run(self)->dict:
+        "The settings a training stage takes unchanged"
+        return dict(device=self.device, threads=self.threads, seed=self.seed, quiet=self.quiet)
+
+@dataclass(kw_only=True)
+class DemoConfig(PipelineConfig):
     "The quickstart: collect coinrun, train tokenizer, dynamics and baselines, evaluate, write report.md and report.json"
     presets:ClassVar = DEMO_PRESETS
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
     out:str = 'runs/demo'                     # output folder (rerun the same command to resume)
     preset:str = 'cpu'                        # cpu (2 cores, 10-25 min), gpu (one GPU) or smoke (every stage in a minute or two, for tests)
     episodes:Count|None = None                # coinrun episodes to collect
@@ -48,11 +64,6 @@ class DemoConfig(Config):
     pixel:dict|None = None                    # pixel baseline settings (BaselineConfig fields)
     latent:dict|None = None                   # latent baseline settings (BaselineConfig fields)
     eval:dict|None = None                     # evaluation settings (WorldModelEvalConfig fields)
-    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
-    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    seed:int = 0                              # seed of every stage
-    overwrite:bool = False                    # delete the output folder's contents and start afresh
-    quiet:bool = False                        # no progress bars
 
 def stage_config(cls, flag:str, base:dict, over:dict):
     "A stage's config: the pipeline's settings, then the preset's and the user's (`--flag`), checked (any multi-stage command)"
@@ -63,19 +74,18 @@ def stage_config(cls, flag:str, base:dict, over:dict):
 
 def demo_stages(cfg:DemoConfig)->list[tuple]:
     "(name, function, config) of every stage, each config resolved (so a bad setting fails before anything runs)"
-    out, c = Path(cfg.out), dict(device=cfg.device, quiet=cfg.quiet, seed=cfg.seed)
-    d = lambda k: str(out / k)
+    d, c, io = cfg.stage_dir, cfg.stage_run(), dict(device=cfg.device, threads=cfg.threads, quiet=cfg.quiet)
     return [
         ('collect', collect, stage_config(CollectConfig, 'episodes', dict(out=d('data'), env='procgen:coinrun', episodes=cfg.episodes,
                                                                      max_steps=cfg.max_steps, seed=cfg.seed, quiet=cfg.quiet), {})),
         ('tokenizer', train_tokenizer, stage_config(TokenizerConfig, 'tok', dict(data=d('data'), arch='cnn', out=d('tokenizer'), no_lpips=True, **c), cfg.tok)),
-        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), device=cfg.device, quiet=cfg.quiet), {})),
+        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), **io), {})),
         ('dynamics', train_dynamics, stage_config(DynamicsConfig, 'dyn', dict(data=d('latents'), out=d('dynamics'), **c), cfg.dyn)),
         ('baseline_pixel', train_baseline, stage_config(BaselineConfig, 'pixel', dict(kind='pixel', data=d('data'), out=d('baseline_pixel'), **c), cfg.pixel)),
         ('baseline_latent', train_baseline, stage_config(BaselineConfig, 'latent', dict(kind='latent', data=d('latents'), out=d('baseline_latent'), **c), cfg.latent)),
         ('eval', eval_world_model, stage_config(WorldModelEvalConfig, 'eval', dict(ckpt=d('dynamics'), data=d('data'), K=[4, 64, 1], pixel=d('baseline_pixel'),
                                                                             latent=d('baseline_latent'), out=d('eval'), no_lpips=True,
-                                                                            device=cfg.device, quiet=cfg.quiet, seed=cfg.seed), cfg.eval))]
+                                                                            seed=cfg.seed, **io), cfg.eval))]
 
 # %% ../../nbs/35_demo.ipynb #5e1a9df9
 def verdict(res:dict, model:str='dynamics K=4', floor:str='copy last frame', from_h:int=4)->dict:
@@ -160,7 +170,7 @@ def demo(cfg:DemoConfig)->dict:
         t0 = time.time()
         r = run_stage(name, (lambda c: _evaluate(out, c)) if name == 'eval' else fn, scfg)
         if name == 'eval': res = r
-        done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out)), 'config': config_dict(scfg)})
+        done.append({'name': name, 'seconds': time.time() - t0, 'folder': str(Path(scfg.out).relative_to(out.resolve())), 'config': config_dict(scfg)})
     rep = {'preset': cfg.preset, 'date': time.strftime('%Y-%m-%d %H:%M'), 'total_seconds': time.time() - t_all, 'stages': done,
            'machine': {'device': res['device'], 'threads': torch.get_num_threads(), 'torch': torch.__version__, 'cpu': platform.processor() or platform.machine()},
            'eval': res, 'verdict': verdict(res), 'video_columns': res['video_columns'], 'out': str(out)}
