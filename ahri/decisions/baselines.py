@@ -93,7 +93,7 @@ def imagine_actions(agent:WorldAgent, ctx:torch.Tensor, tc:torch.Tensor, # (P, C
     return x, predicted(heads, C)
 
 class GradientController:
-    "Gradient ascent on action sequences through the imagined frames, scored by the reward head"
+    "Gradient ascent on action sequences through the imagined frames, scored by the heads (`objective`)"
     def __init__(self, agent:WorldAgent, horizon:int=16, steps:int=8, lr:float=0.2, samples:int=2, calls:int=4,
                  std:float=0.3, every:int=4, objective:str='any', tau_ctx:float=TAU_CTX, seed:int=0):
         if horizon < every: raise ValueError(f"horizon ({horizon}) must be ≥ every ({every})")

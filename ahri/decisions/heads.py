@@ -330,8 +330,7 @@ def pixelmaze_world_stages(cfg:PixelMazeWorldConfig)->list[tuple]:
                                                                           max_steps=cfg.max_steps, size=cfg.size, policy='sticky', seed=cfg.seed,
                                                                           quiet=cfg.quiet), {})),
         ('tokenizer', train_tokenizer, stage_config(TokenizerConfig, 'tok', dict(data=d('data'), arch='cnn', out=d('tokenizer'), no_lpips=True, **c), cfg.tok)),
-        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), device=cfg.device,
-                                                                  threads=cfg.threads, quiet=cfg.quiet), {})),
+        ('encode', encode, stage_config(EncodeConfig, 'tok', dict(ckpt=d('tokenizer'), data=d('data'), out=d('latents'), **cfg.stage_run(seed=False)), {})),
         ('dynamics', train_dynamics, stage_config(DynamicsConfig, 'dyn', dict(data=d('latents'), out=d('dynamics'), **c), dyn)),
         ('heads', train_heads, stage_config(HeadsConfig, 'heads', dict(dynamics=d('dynamics'), out=d('heads'), **c), cfg.heads))]
 

@@ -47,9 +47,9 @@ class PipelineConfig(Config):
     def stage_dir(self, name:str)->str:
         "Stage `name`'s folder, absolute: a stage records the paths it reads, so the same run resumes from any working folder"
         return str(Path(self.out).resolve() / name)
-    def stage_run(self)->dict:
-        "The settings a training stage takes unchanged"
-        return dict(device=self.device, threads=self.threads, seed=self.seed, quiet=self.quiet)
+    def stage_run(self, seed:bool=True)->dict:
+        "The settings a stage takes unchanged (`seed=False`: a stage that draws nothing at random, such as encoding)"
+        return dict(device=self.device, threads=self.threads, quiet=self.quiet, **({'seed': self.seed} if seed else {}))
 
 @dataclass(kw_only=True)
 class DemoConfig(PipelineConfig):
@@ -74,7 +74,7 @@ def stage_config(cls, flag:str, base:dict, over:dict):
 
 def demo_stages(cfg:DemoConfig)->list[tuple]:
     "(name, function, config) of every stage, each config resolved (so a bad setting fails before anything runs)"
-    d, c, io = cfg.stage_dir, cfg.stage_run(), dict(device=cfg.device, threads=cfg.threads, quiet=cfg.quiet)
+    d, c, io = cfg.stage_dir, cfg.stage_run(), cfg.stage_run(seed=False)
     return [
         ('collect', collect, stage_config(CollectConfig, 'episodes', dict(out=d('data'), env='procgen:coinrun', episodes=cfg.episodes,
                                                                      max_steps=cfg.max_steps, seed=cfg.seed, quiet=cfg.quiet), {})),
