@@ -47,6 +47,12 @@ method('unguided', 'diffusion forcing without guidance')(lambda a, c, l: lambda 
 method('select', 'sample --select plans, keep the best by the reward head')(
     lambda a, c, l: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
 method('guided', 'guided latent planning')(lambda a, c, l: lambda s: GuidedController(a, guide_config(c), c.every, s))
+
+@method('joint', 'guided latent planning, the actions diffused with the plan as joint action tokens')
+def _joint(a, c, layout:str):
+    if not a.dynamics.joint: raise ValueError(f"--methods joint needs a world model with joint action tokens; {c.heads} has none (ahri_train_dynamics --joint_frac)")
+    return lambda s: GuidedController(a, guide_config(c, actions='joint'), c.every, s)
+
 for _m in ('cem', 'mppi'):
     method(_m, f"{_m.upper()} over action sequences")(
         lambda a, c, l, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
@@ -160,14 +166,15 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     "Run (or finish) the evaluation; returns the report written to results.json and table.md"
     cfg = resolve(cfg); set_threads(cfg.threads)
     o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
+    makers = {name: METHODS[name][0](o.model, cfg, layout) for name in cfg.methods}     # a method that cannot run fails before anything is written
     out = Path(cfg.out) if cfg.out else run_folder(o.ckpt) / 'eval_pixelmaze'; (out / 'parts').mkdir(parents=True, exist_ok=True)
     train_eps = np.setdiff1d(np.arange(len(o.store)), o.eps)
     probe = train_probe(*[t.to(o.device) for t in probe_data(o, train_eps)], steps=cfg.probe_steps, seed=0)
     vl, vp = probe_data(o, o.eps)
-    perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
+    with torch.no_grad(): perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
     rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'config': config_dict(cfg), 'methods': {}}
     for name in cfg.methods:
-        make, per_seed = METHODS[name][0](o.model, cfg, layout), []
+        make, per_seed = makers[name], []
         for s in cfg.seeds:
             f, key = out / 'parts' / f'{name}_seed{s}.json', _key(o, cfg, name, s)
             if f.exists() and json.loads(f.read_text()).get('key') == key: r = json.loads(f.read_text())['result']

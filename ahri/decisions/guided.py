@@ -14,7 +14,8 @@ from .heads import WorldAgent, symexp
 # %% auto #0
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
            'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
-           'PositionProbe', 'train_probe', 'plan_crossings', 'exploitation_gap', 'probe_data', 'closed_loop']
+           'PositionProbe', 'train_probe', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'probe_data',
+           'closed_loop']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -66,8 +67,10 @@ class GuideConfig:
     mc:int = 1                    # Monte Carlo draws per guidance gradient
     samples:int = 1               # plans drawn at once; the best by predicted reward is kept
     tau_ctx:float = TAU_CTX       # level the context is re-noised to
+    actions:str = 'inverse'       # how the plan's actions are read: 'inverse' dynamics on its frames, or 'joint' action tokens diffused with them
     def __post_init__(self):
         if self.horizon < 2: raise ValueError(f"horizon must be ≥ 2, got {self.horizon}")
+        if self.actions not in ('inverse', 'joint'): raise ValueError(f"actions must be 'inverse' or 'joint', got {self.actions!r}")
         if self.tokens not in ('goal', 'all'): raise ValueError(f"tokens must be 'goal' or 'all', got {self.tokens!r}")
         if self.objective not in OBJECTIVES: raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
         if self.schedule not in SCHEDULES: raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
@@ -78,7 +81,7 @@ class GuideConfig:
 class Plan:
     "A plan for each of B contexts"
     latents:torch.Tensor          # (B, n, *latent_shape) planned frames, tokenizer space
-    actions:torch.Tensor          # (B, n-s+1[, A]): inverse dynamics into planned frame 0, 1, … (s: its span; the last s-1 frames have none)
+    actions:torch.Tensor          # (B, n-s+1[, A]): the actions into planned frame 0, 1, … (inverse dynamics of span s: the last s-1 frames have none; joint: s = 1)
     reward:torch.Tensor           # (B, n) reward the head predicts for the clean plan
     value:torch.Tensor            # (B,) the objective on the clean plan
     forward:int                   # world-model forward passes spent per context (all samples)
@@ -86,18 +89,21 @@ class Plan:
     trace:list|None = None        # x̂₀ of every call, (B, n, *latent_shape) tokenizer space (trace=True)
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e0d
-def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generator):
-    "(x̂₀ of the plan frames, the normalised guidance to add to it, forward passes, backward passes)"
+def _rep(v:torch.Tensor, R:int)->torch.Tensor: return v.repeat(R, *[1] * (v.ndim - 1))
+
+def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generator, cond:dict):
+    "(x̂₀ of the plan frames, the normalised guidance to add to it, forward passes, backward passes, x̂₀ of the plan's actions or None)"
     C = ctx.shape[1]; obj = OBJECTIVES[cfg.objective]
+    acts = lambda heads: heads['actions'][:len(x), C:].detach() if cond else None
     if cfg.scale == 0:
-        x0, _ = agent(torch.cat([ctx, x], 1), tau, d); return x0[:, C:], 0., 1, 0
-    def grad_at(xs):                              # x̂₀ and ∇J at R stacked versions of the plan
+        x0, heads = agent(torch.cat([ctx, x], 1), tau, d, **cond); return x0[:, C:], 0., 1, 0, acts(heads)
+    def grad_at(xs):                              # x̂₀ and ∇J at R stacked versions of the plan (x̂₀ of the actions at the first)
         R = len(xs) // len(x); xs = xs.detach().requires_grad_(True)
         with torch.enable_grad():
-            out, heads = agent(torch.cat([ctx.repeat(R, *[1] * (ctx.ndim - 1)), xs], 1), tau.repeat(R, 1), d.repeat(R, 1))
+            out, heads = agent(torch.cat([_rep(ctx, R), xs], 1), _rep(tau, R), _rep(d, R), **{k: _rep(v, R) for k, v in cond.items()})
             g, = torch.autograd.grad(obj(predicted(heads, C)).sum(), xs)
-        return out[:, C:].detach(), g.view(R, *x.shape).sum(0)
-    x0, g = grad_at(x)
+        return out[:, C:].detach(), g.view(R, *x.shape).sum(0), acts(heads)
+    x0, g, a0 = grad_at(x)
     if cfg.mc > 1:                                # further draws: the current estimate, noised again to the same levels
         noise = torch.randn((cfg.mc - 1) * len(x), *x.shape[1:], generator=generator, device=x.device)
         g = g + grad_at(add_noise(x0.repeat(cfg.mc - 1, *[1] * (x.ndim - 1)), noise, tau[:, C:].repeat(cfg.mc - 1, 1)))[1]
@@ -105,7 +111,7 @@ def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generat
     if cfg.tokens == 'goal': keep[:, :-1] = False
     g = g * keep.view(*keep.shape, *[1] * (g.ndim - 2))
     rms = g.flatten(1).pow(2).sum(1).div(keep.sum(1).clamp(min=1) * math.prod(g.shape[2:])).sqrt()
-    return x0, cfg.scale * g / rms.clamp(min=1e-12).view(-1, *[1] * (g.ndim - 1)), cfg.mc, cfg.mc
+    return x0, cfg.scale * g / rms.clamp(min=1e-12).view(-1, *[1] * (g.ndim - 1)), cfg.mc, cfg.mc, a0
 
 @torch.no_grad()
 def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) context latents, tokenizer space
@@ -113,27 +119,37 @@ def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) cont
                 trace:bool=False)->Plan:            # keep x̂₀ of every call (for pictures)
     "Plan `cfg.horizon` frames after the context by guided diffusion forcing, and read the actions off the plan"
     m = agent.dynamics; B, C, dev, S, n = *z.shape[:2], z.device, cfg.samples, cfg.horizon
+    joint = cfg.actions == 'joint'
+    if joint and not m.joint: raise ValueError("actions='joint' needs a world model trained with joint action tokens (ahri_train_dynamics --joint_frac)")
     clean = m.normalize(z.float())
     ctx, tc = corrupt_context(clean.repeat_interleave(S, 0), cfg.tau_ctx, generator, k_max=m.k_max)
     lv, step = plan_levels(cfg.schedule, n, cfg.calls); lv = lv.to(dev)
     x = torch.randn((B * S, n, *m.latent_shape), generator=generator, device=dev)
+    a = torch.randn((B * S, n, m.config['action_dim']), generator=generator, device=dev) if joint else None   # the plan's actions, if joint
+    def cond(t):                                  # the action tokens: none in the context, the plan's at the plan's levels
+        if not joint: return {}
+        mask = torch.cat([torch.zeros_like(tc, dtype=torch.bool), torch.ones_like(t, dtype=torch.bool)], 1)
+        return dict(actions=torch.cat([torch.zeros_like(a[:, :1]).expand(-1, C, -1), a], 1), act_mask=mask, act_tau=torch.cat([torch.zeros_like(tc), t], 1))
     dmin, fwd, bwd, hist = 1 / m.k_max, 0, 0, []
     for k in range(cfg.calls):
         t, tn = lv[k].expand(B * S, n), lv[k + 1].expand(B * S, n)
         tau = torch.cat([tc, t], 1); d = torch.cat([torch.full_like(tc, dmin), torch.where(t > 0, step, dmin)], 1)
         moving = t > tn
-        x0, g, f, b = _guidance(agent, ctx, x, tau, d, cfg, moving, generator); fwd += f; bwd += b
+        x0, g, f, b, a0 = _guidance(agent, ctx, x, tau, d, cfg, moving, generator, cond(t)); fwd += f; bwd += b
         x0 = x0 + g
         x = torch.where(moving.view(*moving.shape, *[1] * (x.ndim - 2)), euler_step(x, x0, t.clamp(min=dmin), tn), x)
+        if joint: a = torch.where(moving[..., None], euler_step(a, a0, t.clamp(min=dmin), tn), a)
         if trace: hist.append(m.denormalize(x0.view(B, S, n, *m.latent_shape)[:, 0]))
     lo = torch.full((B * S, C + n), dmin, device=dev)
-    _, heads = agent(torch.cat([ctx, x], 1), lo, lo); fwd += 1                        # the clean plan, scored
+    _, heads = agent(torch.cat([ctx, x], 1), lo, lo, **cond(torch.zeros_like(lo[:, C:]))); fwd += 1   # the clean plan, scored
     p = predicted(heads, C); r, v = p['reward'], OBJECTIVES[cfg.objective](p)
     best = v.view(B, S).argmax(1) + torch.arange(B, device=dev) * S
     x, r, v = x[best], r[best], v[best]
-    past = clean[:, -(agent.W - 1):]
-    past = torch.cat([past[:, :1].expand(-1, agent.W - 1 - past.shape[1], *past.shape[2:]), past], 1)   # too short a context: its first frame repeated
-    acts = agent.action_value(agent.inverse_dynamics(torch.cat([past, x], 1)))
+    if joint: acts = a[best].clamp(-1, 1)
+    else:
+        past = clean[:, -(agent.W - 1):]
+        past = torch.cat([past[:, :1].expand(-1, agent.W - 1 - past.shape[1], *past.shape[2:]), past], 1)   # too short a context: its first frame repeated
+        acts = agent.action_value(agent.inverse_dynamics(torch.cat([past, x], 1)))
     return Plan(m.denormalize(x), acts, r, v, S * fwd, S * bwd, hist if trace else None)
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e12
@@ -153,8 +169,9 @@ class Decision:
 class GuidedController:
     "Guided latent planning as a controller: plan from the context, execute the first `every` actions"
     def __init__(self, agent:WorldAgent, cfg:GuideConfig=GuideConfig(), every:int=4, seed:int=0):
-        if cfg.horizon - agent.S + 1 < every:
+        if cfg.actions == 'inverse' and cfg.horizon - agent.S + 1 < every:
             raise ValueError(f"a plan of {cfg.horizon} frames yields {cfg.horizon - agent.S + 1} actions (inverse span {agent.S}), fewer than every={every}")
+        if cfg.horizon < every: raise ValueError(f"a plan of {cfg.horizon} frames is shorter than every={every}")
         self.agent, self.cfg, self.every = agent, cfg, every
         self.gen = torch.Generator(next(agent.parameters()).device).manual_seed(seed)
     def __call__(self, z:torch.Tensor)->Decision:  # z: (1, C, *latent_shape) latents of the last C real frames
@@ -227,6 +244,17 @@ def plan_crossings(probe:PositionProbe, occ:np.ndarray, decisions:list, position
         out.append(bool(segment_hits(occ, np.concatenate([positions[d['start']][None], path])).any()))
     return np.array(out, bool)
 
+@torch.no_grad()
+def plan_drift(probe:PositionProbe, decisions:list, positions:np.ndarray)->np.ndarray:
+    "Per decision with a plan: how far (cells) the executed actions took the agent from where its plan said they would"
+    out = []
+    for d in decisions:
+        k = len(d['real'])
+        if d['plan'] is None or k == 0 or k > len(d['plan']): continue
+        planned = probe(d['plan'][k - 1:k].to(next(probe.parameters()).device)).cpu().numpy()[0]
+        out.append(float(np.linalg.norm(planned - positions[d['start'] + k])))
+    return np.array(out)
+
 def exploitation_gap(decisions:list)->float|None:
     "Mean over decisions of the reward the model predicted for the executed frames minus the reward they earned"
     g = [np.mean(d['predicted']) - np.mean(d['real']) for d in decisions if d['predicted'] is not None and d['real']]
@@ -257,9 +285,11 @@ def closed_loop(o, make,                         # `open_agent`'s result; make(s
     dec = [d for e in eps for d in e['decisions']]
     cross = [plan_crossings(probe, env.layout.occ, e['decisions'], e['positions']) for e in eps] if probe is not None else []
     cross = np.concatenate(cross) if cross else np.zeros(0, bool)
+    drift = np.concatenate([plan_drift(probe, e['decisions'], e['positions']) for e in eps]) if probe is not None else np.zeros(0)
     reach = [e['first_reach'] for e in eps if e['success']]
     return dict(episodes=len(eps), success=float(np.mean([e['success'] for e in eps])), score=float(np.mean([e['score'] for e in eps])),
                 first_reach=float(np.median(reach)) if reach else None, crossing=float(cross.mean()) if len(cross) else None,
+                drift=float(np.median(drift)) if len(drift) else None,
                 gap=exploitation_gap(dec), ms=float(np.mean([d['ms'] for d in dec])),
                 forward=float(np.mean([d['forward'] for d in dec])), backward=float(np.mean([d['backward'] for d in dec])),
                 successes=[bool(e['success']) for e in eps])

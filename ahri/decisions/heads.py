@@ -70,10 +70,12 @@ class WorldAgent(nn.Module):
         h = h.flatten(2)
         return {'reward': self.reward(h)[..., 0], 'value': self.value(h)[..., 0], 'cont': self.cont(h)[..., 0], 'policy': self.policy(h)}
 
-    def forward(self, x, tau, d, actions=None, act_mask=None, cache=None, commit:int=0)->tuple[torch.Tensor, dict]:
-        "(x̂₀, heads) for normalised noisy latents, as `Dynamics.forward`"
-        x0, h = self.dynamics(x, tau, d, actions, act_mask, cache=cache, commit=commit, agents_out=True)
-        return x0, self.heads(h)
+    def forward(self, x, tau, d, actions=None, act_mask=None, cache=None, commit:int=0, act_tau=None)->tuple[torch.Tensor, dict]:
+        "(x̂₀, heads) for normalised noisy latents, as `Dynamics.forward`; given `act_tau` (a joint model), heads['actions'] is the actions' x̂₀"
+        out = self.dynamics(x, tau, d, actions, act_mask, cache=cache, commit=commit, agents_out=True, act_tau=act_tau, actions_out=act_tau is not None)
+        heads = self.heads(out[1])
+        if act_tau is not None: heads['actions'] = out[2]
+        return out[0], heads
 
     def inverse_dynamics(self, z:torch.Tensor)->torch.Tensor: # (B, T-W-S+2, n_actions) logits or (B, T-W-S+2, action_dim)
         "The action between frames t and t+1 of normalised latents z (B, T, *latent_shape), for t = W-2 … T-1-S (W, S: window, span)"
@@ -120,10 +122,11 @@ def heads_loss(k_max:int=64,              # finest step count; must equal the mo
                video:float=1.0,           # weight of the dynamics (video) loss; 0: heads only
                bootstrap_frac:float=0.25, # the dynamics loss's shortcut share
                weights:dict|None=None,    # per-head weights {'reward', 'value', 'cont', 'policy', 'inverse'} (default 1 each)
-               returns:list|None=None):   # per-episode `returns_to_go` of the data (None: no value head training)
+               returns:list|None=None,    # per-episode `returns_to_go` of the data (None: no value head training)
+               joint_frac:float=0.0):     # the dynamics loss's share of clips with noisy, predicted actions (joint models)
     "The Learner loss of a `WorldAgent` on batches with `latents`, `actions`, `rewards` (and `dones`; `episode`, `start` for the value)"
     w = {'reward': 1., 'value': 1., 'cont': 1., 'policy': 1., 'inverse': 1., **(weights or {})}
-    vid = dynamics_loss(k_max, bootstrap_frac, unlabeled_frac) if video else None
+    vid = dynamics_loss(k_max, bootstrap_frac, unlabeled_frac, joint_frac=joint_frac) if video else None
     def loss(model, batch:dict)->dict:
         m = unwrap(model); dyn = m.dynamics
         if dyn.k_max != k_max: raise ValueError(f"the loss uses k_max={k_max}, the model {dyn.k_max}")
@@ -167,6 +170,10 @@ def head_metrics(agent:WorldAgent, batch:dict, # clips with latents, actions, re
     else:
         res['policy_mae'] = (out['policy'].clamp(-1, 1) - a).abs().mean().item()
         res['inverse_mae'] = (inv.clamp(-1, 1) - ai).abs().mean().item()
+    if dyn.joint:                          # actions read by the action tokens: clean frames, every action at level 1 (pure noise)
+        ja, jm = actions_into_frames(torch.zeros_like(a.float()))
+        _, jo = agent(x0, tau, tau, ja, jm, act_tau=torch.ones_like(tau))
+        res['joint_mae'] = (jo['actions'][:, 1:].clamp(-1, 1) - a[:, :-1]).abs().mean().item()
     if 'returns' in batch:
         v, G = symexp(out['value']).flatten(), batch['returns'].float().flatten()
         res['value_corr'] = torch.corrcoef(torch.stack([v, G]))[0, 1].item(); res['value_mae'] = (v - G).abs().mean().item()
@@ -257,7 +264,9 @@ def train_heads(cfg:HeadsConfig)->Trained:
                 **{k: {**dyn.run[k], **path_record(find_path(dyn.run[k], run_folder(dyn.ckpt)), run.path)} for k in ('tokenizer', 'source') if dyn.run.get(k)},
                 'config': run.config}
     G = [returns_to_go(store[e]['rewards'], store[e].get('dones'), cfg.gamma) for e in range(len(store))]
-    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G), stream, tc, device=cfg.device, progress=not cfg.quiet)
+    joint = dyn.run['config'].get('joint_frac', 0.0)                  # a joint model keeps learning its actions
+    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G, joint_frac=joint), stream, tc,
+                    device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)
     out = Trained(run.path, learn.step, time.time() - t0, run.extended)
     if rank == 0:

@@ -110,14 +110,18 @@ class Dynamics(nn.Module):
                  n_actions:int|None=None,     # discrete action space size
                  action_dim:int|None=None,    # or continuous action width (neither: action-free model)
                  cap:float|None=None,         # attention logit soft-cap
-                 z_mean:float=0., z_std:float=1.): # latent normalisation (set from the training data)
+                 z_mean:float=0., z_std:float=1., # latent normalisation (set from the training data)
+                 joint_actions:bool=False):   # action tokens carry a noise level of their own and are predicted too (continuous actions)
         super().__init__()
         if n_actions is not None and action_dim is not None: raise ValueError('give n_actions (discrete) or action_dim (continuous), not both')
+        if joint_actions and action_dim is None: raise ValueError('joint action tokens need continuous actions (action_dim)')
         if not 1 <= time_every <= depth: raise ValueError(f"time_every must be in [1, depth={depth}], got {time_every}")
         self.config = dict(latent_shape=list(latent_shape), dim=dim, depth=depth, heads=heads, kv_heads=kv_heads, time_every=time_every,
                            registers=registers, pack=pack, k_max=check_pow2(k_max, 'k_max'), n_actions=n_actions,
                            action_dim=action_dim, cap=cap, z_mean=float(z_mean), z_std=float(z_std))
         if agents: self.config['agents'] = agents                         # (absent when 0: configs of earlier models unchanged)
+        if joint_actions: self.config['joint_actions'] = True              # (likewise)
+        self.joint = joint_actions
         self.latent_shape, self.pack, self.k_max, self.R, self.A = tuple(latent_shape), pack, k_max, registers, agents
         h, w = latent_shape[1:] if len(latent_shape) == 3 else (0, 0)
         self.S, pd = token_geometry(latent_shape, pack)
@@ -128,6 +132,7 @@ class Dynamics(nn.Module):
         self.d_emb = nn.Embedding(int(math.log2(k_max)) + 1, dim)
         self.act = nn.Embedding(n_actions, dim) if n_actions else (nn.Linear(action_dim, dim) if action_dim else None)
         self.no_action = nn.Parameter(torch.randn(dim) * 0.02)
+        self.act_out = nn.Sequential(nn.RMSNorm(dim), nn.Linear(dim, action_dim)) if joint_actions else None   # x̂₀ of the action token
         self.reg = nn.Parameter(torch.randn(registers, dim) * 0.02)
         self.agent = nn.Parameter(torch.randn(agents, dim) * 0.02) if agents else None
         self.slot = nn.Parameter(torch.randn(self.L, dim) * 0.02)
@@ -144,20 +149,23 @@ class Dynamics(nn.Module):
     def denormalize(self, x): return x * self.config['z_std'] + self.config['z_mean']
 
 # %% ../../nbs/30_dynamics.ipynb #b6a276f6
-def _action_tokens(self:Dynamics, actions, act_mask, B:int, T:int)->torch.Tensor:
-    "(B, T, dim): the action embedding where labelled, `no_action` elsewhere"
+def _action_tokens(self:Dynamics, actions, act_mask, B:int, T:int, act_tau=None)->torch.Tensor:
+    "(B, T, dim): the action embedding where labelled (at its level `act_tau` in a joint model), `no_action` elsewhere"
     none = self.no_action.expand(B, T, -1)
     if actions is None or self.act is None: return none
-    a = self.act(actions.clamp(min=0) if actions.dtype == torch.long else actions.float())
+    if self.joint:                       # a noisy action is scaled like a noisy latent, and its level is embedded
+        lv = torch.zeros(B, T, device=actions.device) if act_tau is None else act_tau
+        a = self.act(actions.float() * input_scale(lv)[..., None]) + self.tau_emb(tau_index(lv, self.k_max))
+    else: a = self.act(actions.clamp(min=0) if actions.dtype == torch.long else actions.float())
     if act_mask is None: return a
     return torch.where(act_mask[..., None], a, none)
 
-def _embed(self:Dynamics, x, tau, d, actions=None, act_mask=None)->torch.Tensor:
+def _embed(self:Dynamics, x, tau, d, actions=None, act_mask=None, act_tau=None)->torch.Tensor:
     "Tokens (B, T, L, dim) for normalised latents x (B, T, *latent_shape) at levels tau, step sizes d (B, T)"
     B, T = x.shape[:2]
     spatial = self.inp(latent_tokens(x, self.latent_shape, self.pack))                       # (B, T, S, dim)
     level = self.tau_emb(tau_index(tau, self.k_max)) + self.d_emb(step_index(d))              # (B, T, dim)
-    act = _action_tokens(self, actions, act_mask, B, T)
+    act = _action_tokens(self, actions, act_mask, B, T, act_tau)
     extra = [self.reg.expand(B, T, -1, -1)] + ([self.agent.expand(B, T, -1, -1)] if self.A else [])
     tok = torch.cat([act[:, :, None], level[:, :, None], *extra, spatial], 2)
     return tok + self.slot
@@ -187,23 +195,26 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
              act_mask:torch.Tensor|None=None,# (B, T) bool: False = unlabeled (uses `no_action`)
              cache:KVCache|None=None,        # committed past frames (None: these T frames are the whole clip)
              commit:int=0,                   # how many of the T frames to append to `cache`
-             agents_out:bool=False           # also return the agent tokens' final states, (B, T, A, dim)
-            ):                               # x̂₀, (B, T, *latent_shape) (and the agent states)
+             agents_out:bool=False,          # also return the agent tokens' final states, (B, T, A, dim)
+             act_tau:torch.Tensor|None=None, # (B, T) noise levels of the actions (joint models; None: clean)
+             actions_out:bool=False          # also return x̂₀ of the action tokens, (B, T, A) (joint models)
+            ):                               # x̂₀, (B, T, *latent_shape) (then the agent states, then the actions, if asked)
     "Clean-latent prediction for every frame, causal in time"
     B, T = x.shape[:2]
     if commit and cache is None: raise ValueError('commit needs a cache')
+    if (act_tau is not None or actions_out) and not self.joint: raise ValueError('act_tau and actions_out need a model built with joint_actions=True')
     c = cache if cache is not None else KVCache(self.n_temporal)
     if c.n_layers != self.n_temporal: raise ValueError(f"the cache has {c.n_layers} layers, the model {self.n_temporal} temporal layers")
-    h, ti = self.embed(x * expand_as(input_scale(tau), x), tau, d, actions, act_mask), 0   # noise-free at τ = 1 (see ahri.flow)
+    h, ti = self.embed(x * expand_as(input_scale(tau), x), tau, d, actions, act_mask, act_tau), 0   # noise-free at τ = 1 (see ahri.flow)
     for blk, temporal in zip(self.blocks, self.temporal):
         if temporal:
             h = rearrange(_temporal(blk, rearrange(h, 'b t l c -> (b l) t c'), c, ti, commit), '(b l) t c -> b t l c', b=B); ti += 1
         else: h = rearrange(blk(rearrange(h, 'b t l c -> (b t) l c'), self.space_mask, self.spatial_pos), '(b t) l c -> b t l c', b=B)
     if cache is not None: cache.next_pos += commit
     x0 = token_latents(self.out(self.out_norm(h[:, :, -self.S:])), self.latent_shape, self.pack)
-    if not agents_out: return x0
-    if not self.A: raise ValueError('agents_out needs a model built with agents > 0')
-    return x0, h[:, :, 2 + self.R:2 + self.R + self.A]
+    if agents_out and not self.A: raise ValueError('agents_out needs a model built with agents > 0')
+    out = (x0,) + ((h[:, :, 2 + self.R:2 + self.R + self.A],) if agents_out else ()) + ((self.act_out(h[:, :, 0]),) if actions_out else ())
+    return out if len(out) > 1 else x0
 
 Dynamics.forward = _forward
 
@@ -245,7 +256,9 @@ def dynamics_loss(k_max:int=64,             # finest step count; must equal the 
                   bootstrap_frac:float=0.25, # share of clips trained with a larger step size (the bootstrap)
                   unlabeled_frac:float=0.0,  # share of clips whose actions are hidden (action-free training)
                   prefix_frac:float=0.0,     # share of clips whose first frames are nearly clean (as in imagination)
-                  tau_shift:float=1.0):      # > 1 draws more frames at high noise, where prediction (not denoising) is learned
+                  tau_shift:float=1.0,       # > 1 draws more frames at high noise, where prediction (not denoising) is learned
+                  joint_frac:float=0.0,      # share of clips whose actions are noised with their frames and predicted (joint models)
+                  action_weight:float=0.3):  # weight of the joint action loss
     "The Learner loss: diffusion forcing + shortcut forcing on a batch with `latents` (and `actions`)"
     def loss(model, batch:dict)->dict:
         m = getattr(model, 'module', model)
@@ -256,9 +269,27 @@ def dynamics_loss(k_max:int=64,             # finest step count; must equal the 
         if mask is not None and unlabeled_frac > 0: mask = mask & (torch.rand(B, 1, device=dev) >= unlabeled_frac)
         d = sample_levels(B, T, k_max, bootstrap_frac, device=dev)
         tau, d = clean_prefix(shift_levels(sample_tau_for_step_size(d), d, tau_shift), d, k_max, prefix_frac)
-        per_frame = shortcut_forcing_loss(model, x0, torch.randn_like(x0), tau, d, k_max, reduction='none', actions=acts, act_mask=mask)
-        return loss_terms(per_frame, d, k_max)
+        f, cond = model, dict(actions=acts, act_mask=mask)
+        if joint_frac > 0: f, cond, got = _joint(model, m, acts, cond, joint_frac, k_max)
+        per_frame = shortcut_forcing_loss(f, x0, torch.randn_like(x0), tau, d, k_max, reduction='none', **cond)
+        terms = loss_terms(per_frame, d, k_max)
+        if joint_frac > 0:
+            w = (mask & (cond['act_tau'] > 0)).float()
+            terms['action'] = action_weight * (((got['a'] - acts.float()) ** 2).mean(-1) * w).sum() / w.sum().clamp(min=1)
+        return terms
     return loss
+
+def _joint(model, m:Dynamics, acts, cond:dict, joint_frac:float, k_max:int):
+    "Noisy actions at their own levels for a `joint_frac` share of the clips, and the model as the flow loss calls it (x̂₀ of its first call kept)"
+    if not m.joint: raise ValueError('joint_frac needs a model built with joint_actions=True')
+    if acts is None: raise ValueError('joint_frac needs batches with actions')
+    (B, T), dev, got = acts.shape[:2], acts.device, {}
+    at = torch.randint(0, k_max + 1, (B, T), device=dev) / k_max * (torch.rand(B, 1, device=dev) < joint_frac)   # uniform on the grid
+    cond = {**cond, 'actions': add_noise(acts.float(), torch.randn_like(acts.float()), at), 'act_tau': at}
+    def f(x, tau, d, **c):
+        x0, a0 = model(x, tau, d, actions_out=True, **c)
+        got.setdefault('a', a0); return x0                        # the first call is the student's (shortcut_forcing_loss)
+    return f, cond, got
 
 # %% ../../nbs/30_dynamics.ipynb #e59f2157
 def ring_world(g:torch.Generator, B:int=32, T:int=6, cells:int=8, D:int=4)->dict:

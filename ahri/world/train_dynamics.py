@@ -52,6 +52,7 @@ class DynamicsConfig(RunConfig):
     prefix_frac:Frac = 0.0                    # share of clips whose first frames are nearly clean, as in imagination
     tau_shift:Positive = 1.0                  # > 1 draws more frames at high noise levels
     action_free:bool = False                  # ignore actions altogether (a video-only world model)
+    joint_frac:Frac = 0.0                     # > 0: joint action tokens, this share of clips has its actions noised and predicted (continuous actions)
     ema:Frac|None = None                      # EMA decay of the weights (0: off)
     val_frac:Frac = 0.1                       # share of episodes held out for evaluation
     def check(self):
@@ -59,6 +60,7 @@ class DynamicsConfig(RunConfig):
         if self.long_len and self.long_len <= self.seq_len: raise ConfigError(f"--long_len {self.long_len} must exceed --seq_len {self.seq_len} (or be 0)")
         if self.val_frac >= 1: raise ConfigError(f"--val_frac must be below 1, got {self.val_frac}")
         if self.ema >= 1: raise ConfigError(f"--ema must be below 1 (0: off), got {self.ema}")
+        if self.joint_frac and self.action_free: raise ConfigError('--joint_frac needs actions; it cannot go with --action_free')
 
 # %% ../../nbs/32_train_dynamics.ipynb #97572f72
 def train_dynamics(cfg:DynamicsConfig)->Trained:
@@ -67,6 +69,7 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     store, info = open_latents(cfg.data)
     if not cfg.action_free and info['n_actions'] is None and info['action_dim'] is None:
         raise ValueError(f"{cfg.data} has no actions; pass --action_free to train a video-only model")
+    if cfg.joint_frac and info['action_dim'] is None: raise ValueError(f"--joint_frac needs continuous actions; {cfg.data} has discrete ones")
     train_eps, val_eps = split_episodes(len(store), cfg.val_frac, seed=0)
     long_len = cfg.long_len or None
     if long_len and int(store.lengths[train_eps].max()) < long_len: long_len = None             # no episode that long: short clips only
@@ -76,11 +79,11 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     seed_everything(cfg.seed)
     z_mean, z_std = latent_stats(store, train_eps)
     acts = {} if cfg.action_free else {'n_actions': info['n_actions'], 'action_dim': info['action_dim']}
-    model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std)
+    model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std, **({'joint_actions': True} if cfg.joint_frac else {}))
     tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, long_len, cfg.batch_size, cfg.long_batch_size, cfg.long_ratio if long_len else 0.0,
                                 episodes=train_eps, seed=cfg.seed + 1 + rank)
-    loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift)
+    loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift, cfg.joint_frac)
     tok, src = info['tokenizer'] or {}, store.manifest.get('source') or {}
     run_info = {'kind': 'dynamics', 'latent_shape': info['latent_shape'], 'long_len': long_len, 'n_episodes': len(store),
                 'val_episodes': val_eps.tolist(), 'data_fingerprint': store.fingerprint, 'cache': path_record(cfg.data, run.path),
