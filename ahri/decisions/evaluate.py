@@ -75,7 +75,7 @@ class PixelMazeEvalConfig(Config):
     "Closed-loop PixelMaze evaluation of planners inside a world model: success, score, first reach, wall crossings, exploitation gap, cost per decision"
     volatile:ClassVar = ('out', 'device', 'threads', 'quiet', 'video')
     heads:str                                 # a heads run (ahri_train_heads, or heads/ of ahri_pixelmaze_world)
-    methods:list[str] = ('random', 'bc', 'unguided', 'select', 'guided', 'cem', 'mppi', 'grad', 'astar') # methods to run (see METHODS; two_stage needs --planner)
+    methods:list[str] = ('random', 'bc', 'unguided', 'select', 'guided', 'cem', 'mppi', 'grad', 'astar') # methods to run (see METHODS; two_stage needs --planner, joint a world model with joint action tokens)
     episodes:Count = 100                      # episodes per seed
     seeds:list[NonNeg] = (0, 1, 2)            # evaluation seeds: episode e of seed s uses environment seed 10000·(s+1)+e
     context:Count = 4                         # real frames a controller sees
