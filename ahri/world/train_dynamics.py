@@ -79,7 +79,7 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     seed_everything(cfg.seed)
     z_mean, z_std = latent_stats(store, train_eps)
     acts = {} if cfg.action_free else {'n_actions': info['n_actions'], 'action_dim': info['action_dim']}
-    model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std, **({'joint_actions': True} if cfg.joint_frac else {}))
+    model = Dynamics(info['latent_shape'], **cfg.model, **acts, z_mean=z_mean, z_std=z_std, joint_actions=cfg.joint_frac > 0)
     tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, long_len, cfg.batch_size, cfg.long_batch_size, cfg.long_ratio if long_len else 0.0,
                                 episodes=train_eps, seed=cfg.seed + 1 + rank)
