@@ -59,12 +59,16 @@ class ShootingController:
         self.dev = next(agent.parameters()).device; self.gen = torch.Generator(self.dev).manual_seed(seed)
         A = agent.action_dim; self.mean = torch.zeros(horizon, A, device=self.dev)
 
+    def score(self, z:torch.Tensor, a:torch.Tensor)->tuple: # `imagine_and_score`'s (values, rewards, latents, passes per candidate)
+        "Imagine the candidates `a` (P, H, A) from the context `z` and score them (a subclass may score them otherwise)"
+        return imagine_and_score(self.agent, z, a, self.K, self.objective, self.gen)
+
     def __call__(self, z:torch.Tensor)->Decision:
         mu, sd, passes = self.mean, torch.full_like(self.mean, self.std), 0
         for _ in range(self.I):
             a = (mu + sd * torch.randn(self.P, *mu.shape, generator=self.gen, device=self.dev)).clamp(-1, 1)
             a[0] = mu.clamp(-1, 1)                                                        # the current mean is always a candidate
-            v, r, lat, n = imagine_and_score(self.agent, z, a, self.K, self.objective, self.gen); passes += self.P * n
+            v, r, lat, n = self.score(z, a); passes += self.P * n
             if self.method == 'cem':
                 top = v.topk(self.E).indices; mu, sd = a[top].mean(0), a[top].std(0) + 0.05
             else:

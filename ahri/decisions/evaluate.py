@@ -17,7 +17,7 @@ from ..world.eval import write_video
 from .pixelmaze import PixelMaze
 from .heads import open_agent
 from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, train_probe,
-                                   run_pixelmaze)
+                                   run_pixelmaze, value_ranking, imagination_error)
 from .baselines import RandomController, PolicyController, ShootingController, GradientController, StateController
 from ..world.envs import pointmaze_layout
 from ..planners.maze2d import astar_maker, planner_maker
@@ -138,10 +138,17 @@ def _fmt(s, spec, mul=1., pm=True):
     if s is None: return '–'
     return format(s['mean'] * mul, spec) + (f" ± {format(s['std'] * mul, spec)}" if pm else '')
 
+def _rho(r): return '–' if r is None else f'{r:.3f}'
+def _c(r): return '–' if r is None else f'{r:.2f}'
+
 def format_pixelmaze(rep:dict)->str:
     "The results table (markdown)"
+    im = rep['imagination']
     lines = [f"PixelMaze {rep['layout']}, {rep['episodes']} episodes × {len(rep['seeds'])} seeds per method · probe error "
-             f"{rep['probe_error']:.3f} cells (median, held-out frames)", '',
+             f"{rep['probe_error']:.3f} cells (median, held-out frames) · value head against minus the distance to the goal around the walls "
+             f"(Spearman's ρ, held-out frames): {_rho(rep['value_rank']['rho'])} over all, {_rho(rep['value_rank']['rho_clip'])} within clips · "
+             f"imagined agent {im['horizon']} frames ahead, median error (cells): true actions {_c(im['true'])}, shuffled {_c(im['shuffled'])}, "
+             f"hidden {_c(im['hidden'])}; staying put {_c(im['still'])}", '',
              '| method | success % | score | first reach | plans crossing walls % | exploitation gap | ms / decision | forward / decision | backward / decision |',
              '|---|---|---|---|---|---|---|---|---|']
     for k, r in rep['methods'].items():
@@ -172,7 +179,10 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     probe = train_probe(*[t.to(o.device) for t in probe_data(o, train_eps)], steps=cfg.probe_steps, seed=0)
     vl, vp = probe_data(o, o.eps)
     with torch.no_grad(): perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
-    rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'config': config_dict(cfg), 'methods': {}}
+    vr = value_ranking(o, pointmaze_layout(layout).occ, o.eps, o.run['config'].get('seq_len', 16))
+    im = imagination_error(o, probe, o.eps, context=cfg.context)
+    rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'value_rank': vr, 'imagination': im,
+           'config': config_dict(cfg), 'methods': {}}
     for name in cfg.methods:
         make, per_seed = makers[name], []
         for s in cfg.seeds:

@@ -15,7 +15,7 @@ from .heads import WorldAgent, symexp
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
            'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
            'PositionProbe', 'train_probe', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'probe_data',
-           'closed_loop']
+           'closed_loop', 'geodesic', 'path_distance', 'spearman', 'value_ranking', 'imagination_error']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -293,3 +293,86 @@ def closed_loop(o, make,                         # `open_agent`'s result; make(s
                 gap=exploitation_gap(dec), ms=float(np.mean([d['ms'] for d in dec])),
                 forward=float(np.mean([d['forward'] for d in dec])), backward=float(np.mean([d['backward'] for d in dec])),
                 successes=[bool(e['success']) for e in eps])
+
+# %% ../../nbs/72_guided.ipynb #72a0c1e61
+from collections import deque
+from ..planners.maze import cell_of
+from ..world.data import WindowDataset
+from ..world.dynamics import actions_into_frames
+
+def geodesic(occ:np.ndarray, goal)->np.ndarray: # (H, W): steps between 4-neighbouring free cells to the goal's cell; inf in walls and cut-off cells
+    "Distance in cells from every cell to the cell holding `goal` ((x, y) maze coordinates), around the walls"
+    H, W = occ.shape; dist = np.full((H, W), np.inf); r, c = cell_of(np.asarray(goal, float))
+    if occ[r, c]: raise ValueError(f"the goal {tuple(np.round(goal, 2))} is inside a wall")
+    dist[r, c] = 0; q = deque([(r, c)])
+    while q:
+        r, c = q.popleft()
+        for i, j in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+            if 0 <= i < H and 0 <= j < W and not occ[i, j] and dist[i, j] == np.inf: dist[i, j] = dist[r, c] + 1; q.append((i, j))
+    return dist
+
+def path_distance(occ:np.ndarray, pos:np.ndarray, goal)->np.ndarray: # (N,) cells (inf: no free cell at or beside the point)
+    "Distance from points `pos` (N, 2) to `goal` around the walls: straight to the centre of a cell (the goal itself in the goal's cell), then `geodesic`"
+    D, g, (H, W) = geodesic(occ, goal), np.asarray(goal, float), occ.shape; rg, cg = cell_of(g)
+    pos = np.asarray(pos, float); x, y = pos[:, 0], pos[:, 1]
+    r0, c0 = np.floor(y).astype(int).clip(0, H - 1), np.floor(x).astype(int).clip(0, W - 1)
+    best, near, gap = (np.full(len(pos), np.inf) for _ in range(3))
+    for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):     # a free point: the best of its cell and its free neighbours
+        r, c = r0 + dr, c0 + dc; ok = (r >= 0) & (r < H) & (c >= 0) & (c < W); r, c = r.clip(0, H - 1), c.clip(0, W - 1); ok &= ~occ[r, c]
+        anchor = np.where(((r == rg) & (c == cg))[:, None], g, np.stack([c + .5, r + .5], 1))
+        d = np.where(ok, np.linalg.norm(pos - anchor, axis=1) + D[r, c], np.inf); best = np.minimum(best, d)
+        if dr or dc:                                                 # a point in a wall: through the free neighbour nearest to it
+            box = {1: r0 + 1 - y, -1: y - r0}[dr] if dr else {1: c0 + 1 - x, -1: x - c0}[dc]
+            take = ok & (box < gap); gap, near = np.where(take, box, gap), np.where(take, d, near)
+    return np.where(occ[r0, c0], near, best)
+
+def spearman(a:np.ndarray, b:np.ndarray)->float:
+    "Spearman's rank correlation (tied values share their mean rank)"
+    def ranks(x):
+        _, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
+        return (np.cumsum(cnt) - (cnt + 1) / 2)[inv]
+    return float(np.corrcoef(ranks(np.asarray(a)), ranks(np.asarray(b)))[0, 1])
+
+@torch.no_grad()
+def value_ranking(o, occ:np.ndarray,           # `open_agent`'s result on a PixelMaze world model, and its layout's walls
+                  episodes, seq_len:int=16, max_clips:int=256)->dict:
+    "Spearman's ρ between the value head on held-out frames (clean, actions hidden) and minus their distance to the goal around the walls: over all frames, and within clips"
+    if 'goals' not in o.store.arrays: raise ValueError(f"{o.store.root} records no goals: the value ranking needs a PixelMaze dataset")
+    agent, dev = o.model, o.device; dyn = agent.dynamics
+    ds = WindowDataset(open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))[0], seq_len, seq_len, episodes)
+    v, dist, clip = [], [], []
+    for i in np.linspace(0, len(ds) - 1, min(len(ds), max_clips)).astype(int):
+        b = ds[int(i)]; e, s = int(b['episode']), int(b['start'])
+        x0 = dyn.normalize(b['latents'][None].float().to(dev)); tau = torch.full(x0.shape[:2], 1 / dyn.k_max, device=dev)
+        acts, mask = actions_into_frames(b['actions'][None].to(dev))
+        _, h = agent(x0, tau, tau, acts, torch.zeros_like(mask))
+        v.append(symexp(h['value'][0]).cpu().numpy())
+        st, g = o.store[e]['states'][s:s + seq_len, :2], o.store[e]['goals'][s]
+        dist.append(path_distance(occ, np.asarray(st, float), np.asarray(g, float)))
+        if np.ptp(dist[-1]) >= 1: clip.append(spearman(v[-1], -dist[-1]))
+    v, dist = np.concatenate(v), np.concatenate(dist)
+    return {'rho': spearman(v, -dist), 'rho_clip': float(np.mean(clip)) if clip else None, 'frames': len(v), 'clips': len(clip)}
+
+# %% ../../nbs/72_guided.ipynb #72a0c1e64
+from ..world.rollout import Imagination
+
+@torch.no_grad()
+def imagination_error(o, probe:PositionProbe, episodes, # `open_agent`'s result, a probe on its latents, held-out episodes
+                      horizon:int=8, K:int=4, context:int=4, every:int=12, seed:int=0)->dict:
+    "Median distance (cells) between the agent imagined `horizon` frames ahead and the real one, with the true, shuffled or hidden actions; and staying put"
+    m, dev = o.model.dynamics, o.device; C, H = context, horizon
+    cache, _ = open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))
+    Z, A, P = [], [], []
+    for e in episodes:
+        lat, act, pos = (np.asarray(x) for x in (cache[int(e)]['latents'], o.store[int(e)]['actions'], o.store[int(e)]['states'][:, :2]))
+        for s in range(0, len(act) - C - H + 1, every):
+            Z.append(lat[s:s + C]); A.append(act[s + C - 1:s + C - 1 + H]); P.append(pos[[s + C - 1, s + C - 1 + H]])
+    if not Z: return {'true': None, 'shuffled': None, 'hidden': None, 'still': None, 'windows': 0, 'horizon': H}   # no episode long enough
+    Z, A, P = torch.from_numpy(np.stack(Z)).float().to(dev), torch.from_numpy(np.stack(A)).float().to(dev), np.stack(P)
+    g = torch.Generator(dev).manual_seed(seed)
+    def err(acts):
+        im = Imagination(m, K, generator=g).prime(Z)
+        for h in range(H): z = im.step(None if acts is None else acts[:, h])
+        return float(np.median(np.linalg.norm(probe(z).cpu().numpy() - P[:, 1], axis=-1)))
+    return {'true': err(A), 'shuffled': err(A[torch.randperm(len(A), generator=g, device=dev)]), 'hidden': err(None),
+            'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'windows': len(A), 'horizon': H}

@@ -14,10 +14,10 @@ from ..learner import unwrap
 from ..world.dynamics import Dynamics, actions_into_frames, dynamics_loss
 
 # %% auto #0
-__all__ = ['HEADS_PRESETS', 'ahri_train_heads', 'PIXELMAZE_WORLD_PRESETS', 'ahri_pixelmaze_world', 'with_agents', 'symlog',
-           'symexp', 'WorldAgent', 'returns_to_go', 'heads_loss', 'head_metrics', 'HeadsConfig', 'evaluate_heads',
-           'train_heads', 'open_heads', 'open_agent', 'PixelMazeWorldConfig', 'pixelmaze_world_stages',
-           'build_pixelmaze_world']
+__all__ = ['VALUE_TARGETS', 'HEADS_PRESETS', 'ahri_train_heads', 'PIXELMAZE_WORLD_PRESETS', 'ahri_pixelmaze_world', 'with_agents',
+           'symlog', 'symexp', 'WorldAgent', 'returns_to_go', 'reach_to_go', 'heads_loss', 'head_metrics',
+           'HeadsConfig', 'evaluate_heads', 'train_heads', 'open_heads', 'open_agent', 'PixelMazeWorldConfig',
+           'pixelmaze_world_stages', 'build_pixelmaze_world']
 
 # %% ../../nbs/71_heads.ipynb #71a0c1e08
 def with_agents(model:Dynamics, agents:int=1)->Dynamics:
@@ -111,6 +111,15 @@ def returns_to_go(rewards:np.ndarray, dones:np.ndarray|None=None, gamma:float=0.
         G = rewards[t] + gamma * (0. if dones is not None and dones[t] else G); out[t] = G
     return out
 
+def reach_to_go(rewards:np.ndarray, dones:np.ndarray|None=None, gamma:float=0.97)->np.ndarray:
+    "V_t = γ^(k-t) for the first frame k ≥ t with a positive reward before the episode ends (0 if none): the discounted time to reach"
+    V, out = 0., np.zeros(len(rewards), np.float32)
+    for t in range(len(rewards) - 1, -1, -1):
+        V = 1. if rewards[t] > 0 else gamma * (0. if dones is not None and dones[t] else V); out[t] = V
+    return out
+
+VALUE_TARGETS = {'return': returns_to_go, 'reach': reach_to_go}   # what the value head learns: f(rewards, dones, gamma) -> (T,) per episode
+
 def _clip_returns(returns:list, batch:dict)->torch.Tensor:
     "The (B, T) value targets of a batch's clips, from per-episode returns and the clips' `episode` and `start`"
     T = batch['rewards'].shape[1]
@@ -122,7 +131,7 @@ def heads_loss(k_max:int=64,              # finest step count; must equal the mo
                video:float=1.0,           # weight of the dynamics (video) loss; 0: heads only
                bootstrap_frac:float=0.25, # the dynamics loss's shortcut share
                weights:dict|None=None,    # per-head weights {'reward', 'value', 'cont', 'policy', 'inverse'} (default 1 each)
-               returns:list|None=None,    # per-episode `returns_to_go` of the data (None: no value head training)
+               returns:list|None=None,    # per-episode value targets of the data (`VALUE_TARGETS`; None: no value head training)
                joint_frac:float=0.0):     # the dynamics loss's share of clips with noisy, predicted actions (joint models)
     "The Learner loss of a `WorldAgent` on batches with `latents`, `actions`, `rewards` (and `dones`; `episode`, `start` for the value)"
     w = {'reward': 1., 'value': 1., 'cont': 1., 'policy': 1., 'inverse': 1., **(weights or {})}
@@ -214,11 +223,13 @@ class HeadsConfig(RunConfig):
     inverse_window:Count = 3                  # frames inverse dynamics reads (3: the previous frame too, so it sees the velocity)
     inverse_span:Count = 1                    # inverse dynamics also reads frame t+span when span > 1 (where the action has taken the agent)
     gamma:Frac = 0.97                         # discount of the value head's target, per frame
+    value_target:str = 'return'               # what the value head learns: return (discounted return-to-go) or reach (discounted time to the first reward)
     video:Weight = 1.0                        # weight of the video (dynamics) loss; 0: the heads alone train the trunk
     unlabeled_frac:Frac = 0.5                 # share of clips whose actions are hidden from the heads
     val_frac:Frac = 0.1                       # share of episodes held out (the dynamics run's split when the cache is its own)
     def check(self):
         if self.seq_len < 2: raise ConfigError(f"--seq_len must be ≥ 2 (rewards are transitions between frames), got {self.seq_len}")
+        if self.value_target not in VALUE_TARGETS: raise ConfigError(f"--value_target must be one of {', '.join(VALUE_TARGETS)}, got {self.value_target!r}")
         if self.ema >= 1: raise ConfigError(f"--ema must be below 1 (0: off), got {self.ema}")
         if self.inverse_window < 2: raise ConfigError(f"--inverse_window must be ≥ 2 (an action sits between two frames), got {self.inverse_window}")
         if self.seq_len < self.inverse_window + self.inverse_span - 1:
@@ -263,7 +274,7 @@ def train_heads(cfg:HeadsConfig)->Trained:
                 'cache': path_record(data, run.path), 'data_fingerprint': store.fingerprint, 'val_episodes': val_eps.tolist(),
                 **{k: {**dyn.run[k], **path_record(find_path(dyn.run[k], run_folder(dyn.ckpt)), run.path)} for k in ('tokenizer', 'source') if dyn.run.get(k)},
                 'config': run.config}
-    G = [returns_to_go(store[e]['rewards'], store[e].get('dones'), cfg.gamma) for e in range(len(store))]
+    G = [VALUE_TARGETS[cfg.value_target](store[e]['rewards'], store[e].get('dones'), cfg.gamma) for e in range(len(store))]
     joint = dyn.run['config'].get('joint_frac', 0.0)                  # a joint model keeps learning its actions
     learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G, joint_frac=joint), stream, tc,
                     device=cfg.device, progress=not cfg.quiet)
