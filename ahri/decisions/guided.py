@@ -369,10 +369,10 @@ def imagination_error(o, probe:PositionProbe, episodes, # `open_agent`'s result,
             Z.append(lat[s:s + C]); A.append(act[s + C - 1:s + C - 1 + H]); P.append(pos[[s + C - 1, s + C - 1 + H]])
     if not Z: return {'true': None, 'shuffled': None, 'hidden': None, 'still': None, 'windows': 0, 'horizon': H}   # no episode long enough
     Z, A, P = torch.from_numpy(np.stack(Z)).float().to(dev), torch.from_numpy(np.stack(A)).float().to(dev), np.stack(P)
-    g = torch.Generator(dev).manual_seed(seed)
-    def err(acts):
-        im = Imagination(m, K, generator=g).prime(Z)
+    gen = lambda: torch.Generator(dev).manual_seed(seed)
+    def err(acts):                                # the same noise for every kind of actions: only the actions differ
+        im = Imagination(m, K, generator=gen()).prime(Z)
         for h in range(H): z = im.step(None if acts is None else acts[:, h])
         return float(np.median(np.linalg.norm(probe(z).cpu().numpy() - P[:, 1], axis=-1)))
-    return {'true': err(A), 'shuffled': err(A[torch.randperm(len(A), generator=g, device=dev)]), 'hidden': err(None),
+    return {'true': err(A), 'shuffled': err(A[torch.randperm(len(A), generator=gen(), device=dev)]), 'hidden': err(None),
             'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'windows': len(A), 'horizon': H}
