@@ -14,8 +14,8 @@ from .heads import WorldAgent, symexp
 # %% auto #0
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
            'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
-           'PositionProbe', 'train_probe', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'probe_data',
-           'closed_loop', 'geodesic', 'path_distance', 'spearman', 'value_ranking', 'imagination_error']
+           'PositionProbe', 'train_probe', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'latent_cache',
+           'probe_data', 'closed_loop', 'geodesic', 'path_distance', 'spearman', 'value_ranking', 'imagination_error']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -265,9 +265,13 @@ from ..runs import find_path
 from ..world.encode import open_latents
 from ..world.train_dynamics import run_folder
 
+def latent_cache(o):
+    "The latent cache a world model (`open_agent`'s result) was trained on"
+    return open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))[0]
+
 def probe_data(o, episodes)->tuple[torch.Tensor, torch.Tensor]: # (N, *latent_shape) latents, (N, 2) positions
     "Latents from a world model's cache (`open_agent`'s result) and the agent positions recorded with their frames"
-    cache, _ = open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))
+    cache = latent_cache(o)
     if 'states' not in o.store.arrays: raise ValueError(f"{o.store.root} records no states to train a position probe on (PixelMaze datasets do)")
     lat = np.concatenate([cache[int(e)]['latents'] for e in episodes]); pos = np.concatenate([o.store[int(e)]['states'][:, :2] for e in episodes])
     return torch.from_numpy(lat).float(), torch.from_numpy(pos).float()
@@ -339,7 +343,7 @@ def value_ranking(o, occ:np.ndarray,           # `open_agent`'s result on a Pixe
     "Spearman's ρ between the value head on held-out frames (clean, actions hidden) and minus their distance to the goal around the walls: over all frames, and within clips"
     if 'goals' not in o.store.arrays: raise ValueError(f"{o.store.root} records no goals: the value ranking needs a PixelMaze dataset")
     agent, dev = o.model, o.device; dyn = agent.dynamics
-    ds = WindowDataset(open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))[0], seq_len, seq_len, episodes)
+    ds = WindowDataset(latent_cache(o), seq_len, seq_len, episodes)
     v, dist, clip = [], [], []
     for i in np.linspace(0, len(ds) - 1, min(len(ds), max_clips)).astype(int):
         b = ds[int(i)]; e, s = int(b['episode']), int(b['start'])
@@ -360,8 +364,7 @@ from ..world.rollout import Imagination
 def imagination_error(o, probe:PositionProbe, episodes, # `open_agent`'s result, a probe on its latents, held-out episodes
                       horizon:int=8, K:int=4, context:int=4, every:int=12, seed:int=0)->dict:
     "Median distance (cells) between the agent imagined `horizon` frames ahead and the real one, with the true, shuffled or hidden actions; and staying put"
-    m, dev = o.model.dynamics, o.device; C, H = context, horizon
-    cache, _ = open_latents(find_path(o.run['cache'], run_folder(o.ckpt)))
+    m, dev, cache = o.model.dynamics, o.device, latent_cache(o); C, H = context, horizon
     Z, A, P = [], [], []
     for e in episodes:
         lat, act, pos = (np.asarray(x) for x in (cache[int(e)]['latents'], o.store[int(e)]['actions'], o.store[int(e)]['states'][:, :2]))
