@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_learner.ipynb #c12c1f83
 from __future__ import annotations
-import os, copy, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
+import os, gc, copy, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
 from contextlib import nullcontext
 import numpy as np, torch
 import torch.distributed as dist
@@ -78,9 +78,13 @@ def all_gather_objects(obj)->list:
     if not (dist.is_available() and dist.is_initialized()): return [obj]
     out = [None] * dist.get_world_size(); dist.all_gather_object(out, obj); return out
 
-def close_distributed()->None:
-    "Leave the process group (if any) once every rank is done"
-    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
+def close_distributed(learn=None # a `Learner` whose DDP wrapper and stop-flag group hold the process group
+                     )->None:
+    "Leave the process group (if any) once every rank is done, freeing it while the interpreter is still whole"
+    if not (dist.is_available() and dist.is_initialized()): return
+    if learn is not None: learn.model = unwrap(learn.model); learn.__dict__.pop('_flag_group', None)
+    gc.collect()                     # a Learner lives in reference cycles: free its DDP reducer now, not at exit
+    dist.barrier(); dist.destroy_process_group(); gc.collect()
 
 # %% ../nbs/03_learner.ipynb #eda7a143
 def rng_state()->dict:

@@ -151,7 +151,7 @@ def train_toy(cfg:ToyConfig)->Trained:
         out.result = {'swd': res['swd'], 'noise_floor': res['noise_floor'], 'nn_distance': res['nn'], 'nn_floor': res['nn_floor'],
                       'steps': cfg.steps, 'seconds_this_session': out.seconds}
         atomic_write_json(run.path / 'eval.json', out.result); _plot_samples(res, run.path / 'samples.png')
-    close_distributed()
+    close_distributed(learn)
     return out
 
 def _show_toy(t:Trained)->str|None:

@@ -284,7 +284,7 @@ def train_heads(cfg:HeadsConfig)->Trained:
         agent = learn.ema_model() if learn.ema is not None else unwrap(learn.model)
         out.result = evaluate_heads(agent, store, val_eps, cfg.seq_len, next(agent.parameters()).device, returns=G)
         atomic_write_json(run.path / 'heads_eval.json', {'step': learn.step, **out.result})
-    close_distributed()
+    close_distributed(learn)
     return out
 
 def open_heads(ckpt, weights:str='auto', device=None):

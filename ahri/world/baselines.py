@@ -225,7 +225,7 @@ def train_baseline(cfg:BaselineConfig)->Trained:
     stream = AlternatingBatches(store, seq_len, None, cfg.batch_size, episodes=train_eps, seed=cfg.seed + 1 + rank)
     learn = Learner(model, loss, stream, tc, device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)
-    close_distributed()
+    close_distributed(learn)
     return Trained(run.path, learn.step, time.time() - t0, run.extended)
 
 ahri_train_baseline = command(BaselineConfig, train_baseline, 'ahri_train_baseline', show=show_trained)

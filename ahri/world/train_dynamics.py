@@ -95,7 +95,7 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     out = Trained(run.path, learn.step, time.time() - t0, run.extended)
     last = [h for h in learn.history if 'flow' in h][-1:]
     if rank == 0 and last: out.result = {'final_loss': last[0]['flow'] + last[0]['bootstrap']}
-    close_distributed()
+    close_distributed(learn)
     return out
 
 def _drop_actions(loss):

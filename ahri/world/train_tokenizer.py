@@ -163,7 +163,7 @@ def train_tokenizer(cfg:TokenizerConfig)->Trained:
         res.update(step=learn.step, split=held_out(store, info)[1], seconds_this_session=out.seconds, lpips_note=why)
         atomic_write_json(run.path / 'eval.json', res); recon_grid(x, rec, run.path / 'recon.png')
         out.result = {**res, 'dest': str(run.path)}
-    close_distributed()
+    close_distributed(learn)
     return out
 
 def _summary(res:dict)->str:
