@@ -211,8 +211,9 @@ def shortcut_forcing_loss(model,              # f(x_tau, tau, d, **cond) -> x0 p
                           d:torch.Tensor,     # (B, T) dyadic step sizes in τ units
                           k_max:int,          # d_min = 1/k_max
                           reduction:str='mean', # 'mean' or 'none' (per-frame (B, T) losses)
+                          weight:torch.Tensor|None=None, # per-element weights of the squared error, shaped like x0 (None: 1)
                           **cond)->torch.Tensor:
-    "Flow loss where d = d_min, Eq. 7 bootstrap elsewhere, per-frame mean times the ramp weight"
+    "Flow loss where d = d_min, Eq. 7 bootstrap elsewhere, per-frame (weighted) mean times the ramp weight"
     if reduction not in ('mean', 'none'): raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if d.shape != tau.shape: raise ValueError(f"d shape {tuple(d.shape)} != tau shape {tuple(tau.shape)}")
     x_tau = add_noise(x0, noise, tau)
@@ -223,7 +224,8 @@ def shortcut_forcing_loss(model,              # f(x_tau, tau, d, **cond) -> x0 p
     B = x0.shape[0]
     tgt = shortcut_target(model, x_tau[rows], tau[rows], d[rows], boot[rows], **_rows(cond, rows, B))
     target = x0.clone(); target[rows] = torch.where(expand_as(boot[rows], tgt).bool(), tgt, x0[rows])
-    loss = frame_mean((pred.float() - target.float()) ** 2, tau.ndim) * ramp_weight(tau)
+    err = (pred.float() - target.float()) ** 2
+    loss = frame_mean(err if weight is None else err * weight, tau.ndim) * ramp_weight(tau)
     return loss.mean() if reduction == 'mean' else loss
 
 def loss_terms(per_frame:torch.Tensor, # the per-frame losses (reduction='none')

@@ -14,7 +14,7 @@ from ..core import set_threads, atomic_write_json, atomic_write_bytes
 from ..config import Config, ConfigError, Count, Device, NonNeg, Positive, Weight, resolve, command, config_dict, log
 from ..world.train_dynamics import run_folder
 from ..world.eval import write_video
-from .pixelmaze import PixelMaze
+from .pixelmaze import PixelMaze, MazeCanvas
 from .heads import open_agent
 from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, train_probe,
                                    run_pixelmaze, value_ranking, imagination_error)
@@ -140,6 +140,7 @@ def _fmt(s, spec, mul=1., pm=True):
 
 def _rho(r): return '–' if r is None else f'{r:.3f}'
 def _c(r): return '–' if r is None else f'{r:.2f}'
+def _pct(r): return '–' if r is None else f'{100 * r:.0f} %'
 
 def format_pixelmaze(rep:dict)->str:
     "The results table (markdown)"
@@ -148,7 +149,7 @@ def format_pixelmaze(rep:dict)->str:
              f"{rep['probe_error']:.3f} cells (median, held-out frames) · value head against minus the distance to the goal around the walls "
              f"(Spearman's ρ, held-out frames): {_rho(rep['value_rank']['rho'])} over all, {_rho(rep['value_rank']['rho_clip'])} within clips · "
              f"imagined agent {im['horizon']} frames ahead, median error (cells): true actions {_c(im['true'])}, shuffled {_c(im['shuffled'])}, "
-             f"hidden {_c(im['hidden'])}; staying put {_c(im['still'])}", '',
+             f"hidden {_c(im['hidden'])}; staying put {_c(im['still'])}; agent lost {_pct((im['lost'] or {}).get('true'))} (true actions)", '',
              '| method | success % | score | first reach | plans crossing walls % | exploitation gap | ms / decision | forward / decision | backward / decision |',
              '|---|---|---|---|---|---|---|---|---|']
     for k, r in rep['methods'].items():
@@ -180,7 +181,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     vl, vp = probe_data(o, o.eps)
     with torch.no_grad(): perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
     vr = value_ranking(o, pointmaze_layout(layout).occ, o.eps, o.run['config'].get('seq_len', 16))
-    im = imagination_error(o, probe, o.eps, context=cfg.context)
+    im = imagination_error(o, MazeCanvas(pointmaze_layout(layout).occ, o.store[int(o.eps[0])]['frames'].shape[1]), o.eps, context=cfg.context)
     rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'value_rank': vr, 'imagination': im,
            'config': config_dict(cfg), 'methods': {}}
     for name in cfg.methods:

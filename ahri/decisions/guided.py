@@ -361,21 +361,23 @@ def value_ranking(o, occ:np.ndarray,           # `open_agent`'s result on a Pixe
 from ..world.rollout import Imagination
 
 @torch.no_grad()
-def imagination_error(o, probe:PositionProbe, episodes, # `open_agent`'s result, a probe on its latents, held-out episodes
+def imagination_error(o, canvas, episodes,      # `open_agent`'s result, the `MazeCanvas` its frames were drawn by, held-out episodes
                       horizon:int=8, K:int=4, context:int=4, every:int=12, seed:int=0)->dict:
-    "Median distance (cells) between the agent imagined `horizon` frames ahead and the real one, with the true, shuffled or hidden actions; and staying put"
+    "Median distance (cells) between the agent imagined `horizon` frames ahead and the real one, with the true, shuffled or hidden actions (and the share lost); staying put"
     m, dev, cache = o.model.dynamics, o.device, latent_cache(o); C, H = context, horizon
     Z, A, P = [], [], []
     for e in episodes:
         lat, act, pos = (np.asarray(x) for x in (cache[int(e)]['latents'], o.store[int(e)]['actions'], o.store[int(e)]['states'][:, :2]))
         for s in range(0, len(act) - C - H + 1, every):
             Z.append(lat[s:s + C]); A.append(act[s + C - 1:s + C - 1 + H]); P.append(pos[[s + C - 1, s + C - 1 + H]])
-    if not Z: return {'true': None, 'shuffled': None, 'hidden': None, 'still': None, 'windows': 0, 'horizon': H}   # no episode long enough
+    if not Z: return {'true': None, 'shuffled': None, 'hidden': None, 'still': None, 'lost': None, 'windows': 0, 'horizon': H}   # none long enough
     Z, A, P = torch.from_numpy(np.stack(Z)).float().to(dev), torch.from_numpy(np.stack(A)).float().to(dev), np.stack(P)
-    gen = lambda: torch.Generator(dev).manual_seed(seed)
-    def err(acts):                                # the same noise for every kind of actions: only the actions differ
+    gen, lost = lambda: torch.Generator(dev).manual_seed(seed), {}
+    def err(kind, acts):                          # the same noise for every kind of actions: only the actions differ
         im = Imagination(m, K, generator=gen()).prime(Z)
         for h in range(H): z = im.step(None if acts is None else acts[:, h])
-        return float(np.median(np.linalg.norm(probe(z).cpu().numpy() - P[:, 1], axis=-1)))
-    return {'true': err(A), 'shuffled': err(A[torch.randperm(len(A), generator=gen(), device=dev)]), 'hidden': err(None),
-            'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'windows': len(A), 'horizon': H}
+        pos, mass = canvas.find_agent((o.tok.model.decode(z).clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy())
+        gone = mass < 0.5; lost[kind] = float(gone.mean())
+        return float(np.median(np.where(gone, np.inf, np.linalg.norm(pos - P[:, 1], axis=-1))))
+    out = {k: err(k, a) for k, a in (('true', A), ('shuffled', A[torch.randperm(len(A), generator=gen(), device=dev)]), ('hidden', None))}
+    return {**out, 'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'lost': lost, 'windows': len(A), 'horizon': H}

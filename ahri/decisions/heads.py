@@ -132,10 +132,11 @@ def heads_loss(k_max:int=64,              # finest step count; must equal the mo
                bootstrap_frac:float=0.25, # the dynamics loss's shortcut share
                weights:dict|None=None,    # per-head weights {'reward', 'value', 'cont', 'policy', 'inverse'} (default 1 each)
                returns:list|None=None,    # per-episode value targets of the data (`VALUE_TARGETS`; None: no value head training)
-               joint_frac:float=0.0):     # the dynamics loss's share of clips with noisy, predicted actions (joint models)
+               joint_frac:float=0.0,      # the dynamics loss's share of clips with noisy, predicted actions (joint models)
+               motion_w:float=0.0):       # the dynamics loss's extra weight on moving latents
     "The Learner loss of a `WorldAgent` on batches with `latents`, `actions`, `rewards` (and `dones`; `episode`, `start` for the value)"
     w = {'reward': 1., 'value': 1., 'cont': 1., 'policy': 1., 'inverse': 1., **(weights or {})}
-    vid = dynamics_loss(k_max, bootstrap_frac, unlabeled_frac, joint_frac=joint_frac) if video else None
+    vid = dynamics_loss(k_max, bootstrap_frac, unlabeled_frac, joint_frac=joint_frac, motion_w=motion_w) if video else None
     def loss(model, batch:dict)->dict:
         m = unwrap(model); dyn = m.dynamics
         if dyn.k_max != k_max: raise ValueError(f"the loss uses k_max={k_max}, the model {dyn.k_max}")
@@ -276,7 +277,8 @@ def train_heads(cfg:HeadsConfig)->Trained:
                 'config': run.config}
     G = [VALUE_TARGETS[cfg.value_target](store[e]['rewards'], store[e].get('dones'), cfg.gamma) for e in range(len(store))]
     joint = dyn.run['config'].get('joint_frac', 0.0)                  # a joint model keeps learning its actions
-    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G, joint_frac=joint), stream, tc,
+    mw = dyn.run['config'].get('motion_w', 0.0)                       # and the video loss weighs motion as the dynamics' did
+    learn = Learner(model, heads_loss(model.dynamics.k_max, cfg.unlabeled_frac, cfg.video, returns=G, joint_frac=joint, motion_w=mw), stream, tc,
                     device=cfg.device, progress=not cfg.quiet)
     t0 = time.time(); fit_run(learn, run.path, run_info)
     out = Trained(run.path, learn.step, time.time() - t0, run.extended)

@@ -58,6 +58,19 @@ class MazeCanvas:
         img = np.rint(img * (1 - a) + self.colours['agent'] * a).astype(np.uint8)
         return img[0] if one else img
 
+    def find_agent(self, frames,       # (N, size, size, 3) or (size, size, 3) RGB in 0…255 (drawn, or decoded from imagination)
+                   floor:float=0.2     # a pixel's agent share below this counts as none (a decoder's haze)
+                  )->tuple[np.ndarray, np.ndarray]: # (N, 2) maze coordinates (NaN: no agent), (N,) agent area / a drawn agent's
+        "Where the agent is in frames, read back from its colour: the centroid of each pixel's agent share, and how much agent there is"
+        f = np.asarray(frames, np.float32).reshape(-1, self.size, self.size, 3)
+        a, bg = self.colours['agent'], self.colours['floor']        # red minus green: the agent's +180; floor, wall ≈ 0; the goal far below
+        share = np.clip((f[..., 0] - f[..., 1] - (bg[0] - bg[1])) / ((a[0] - a[1]) - (bg[0] - bg[1])), 0, 1)
+        share = np.where(share >= floor, share, 0)
+        mass = share.sum((1, 2))
+        with np.errstate(invalid='ignore', divide='ignore'):
+            px = np.stack([(share * self.px[None, None, :]).sum((1, 2)), (share * self.px[None, :, None]).sum((1, 2))], -1) / mass[:, None]
+        return (px - self.offset) / self.scale, mass / (np.pi * self.r_agent ** 2)
+
 # %% ../../nbs/70_pixelmaze.ipynb #7a0c1e0e
 class PixelMaze:
     "A PointMaze layout seen from above: frames of `size` pixels, `frameskip` simulator steps per frame"

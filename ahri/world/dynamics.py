@@ -15,7 +15,7 @@ from ..flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample
 
 # %% auto #0
 __all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'spatial_positions', 'Dynamics', 'actions_into_frames',
-           'sample_levels', 'clean_prefix', 'dynamics_loss', 'ring_world', 'error_by_level']
+           'sample_levels', 'clean_prefix', 'latent_motion_weight', 'dynamics_loss', 'ring_world', 'error_by_level']
 
 # %% ../../nbs/30_dynamics.ipynb #f0a3d009
 def latent_tokens(z:torch.Tensor,    # (B, T, C, h, w) conv latents or (B, T, N, D) token latents
@@ -252,13 +252,22 @@ def clean_prefix(tau:torch.Tensor, d:torch.Tensor, # (B, T) levels and step size
     low = sample_diffusion_forcing_timesteps(B, T, k_max, device=dev, max_tau=tau_max)
     return torch.where(pre, low, tau), torch.where(pre, torch.full_like(d, 1 / k_max), d)
 
+def latent_motion_weight(x0:torch.Tensor, # (B, T, …) clean latents of clips, T ≥ 2
+                         w:float,         # extra weight on the elements that change between neighbouring frames
+                         tau_m:float=0.05 # change threshold (in the latents' units)
+                        )->torch.Tensor:  # (B, T, …), 1 or 1 + w
+    "1 + w · [|x_t − x_{t−1}| > τ_m] for every element (frame 0 against frame 1)"
+    moved = ((x0[:, 1:] - x0[:, :-1]).abs() > tau_m).float()
+    return 1 + w * torch.cat([moved[:, :1], moved], 1)
+
 def dynamics_loss(k_max:int=64,             # finest step count; must equal the model's
                   bootstrap_frac:float=0.25, # share of clips trained with a larger step size (the bootstrap)
                   unlabeled_frac:float=0.0,  # share of clips whose actions are hidden (action-free training)
                   prefix_frac:float=0.0,     # share of clips whose first frames are nearly clean (as in imagination)
                   tau_shift:float=1.0,       # > 1 draws more frames at high noise, where prediction (not denoising) is learned
                   joint_frac:float=0.0,      # share of clips whose actions are noised with their frames and predicted (joint models)
-                  action_weight:float=0.3):  # weight of the joint action loss
+                  action_weight:float=0.3,   # weight of the joint action loss
+                  motion_w:float=0.0):       # extra loss weight on latent elements that change between frames (`latent_motion_weight`)
     "The Learner loss: diffusion forcing + shortcut forcing on a batch with `latents` (and `actions`)"
     def loss(model, batch:dict)->dict:
         m = getattr(model, 'module', model)
@@ -271,7 +280,8 @@ def dynamics_loss(k_max:int=64,             # finest step count; must equal the 
         tau, d = clean_prefix(shift_levels(sample_tau_for_step_size(d), d, tau_shift), d, k_max, prefix_frac)
         f, cond = model, dict(actions=acts, act_mask=mask)
         if joint_frac > 0: f, cond, got = _joint(model, m, acts, cond, joint_frac, k_max)
-        per_frame = shortcut_forcing_loss(f, x0, torch.randn_like(x0), tau, d, k_max, reduction='none', **cond)
+        wt = latent_motion_weight(x0, motion_w) if motion_w > 0 and T > 1 else None
+        per_frame = shortcut_forcing_loss(f, x0, torch.randn_like(x0), tau, d, k_max, reduction='none', weight=wt, **cond)
         terms = loss_terms(per_frame, d, k_max)
         if joint_frac > 0:
             w = (mask & (cond['act_tau'] > 0)).float()

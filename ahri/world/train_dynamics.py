@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import numpy as np
 from ..core import seed_everything, set_threads
-from ..config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command, help_problems
 from ..learner import Learner, world, init_distributed, close_distributed
 from ..runs import RunConfig, open_run, fit_run, open_checkpoint, Trained, path_record, find_path
 from .data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, held_out
@@ -51,6 +51,7 @@ class DynamicsConfig(RunConfig):
     unlabeled_frac:Frac = 0.0                 # share of clips trained without their actions
     prefix_frac:Frac = 0.0                    # share of clips whose first frames are nearly clean, as in imagination
     tau_shift:Positive = 1.0                  # > 1 draws more frames at high noise levels
+    motion_w:Weight = 0.0                     # extra loss weight on latents that change between frames (a small moving agent)
     action_free:bool = False                  # ignore actions altogether (a video-only world model)
     joint_frac:Frac = 0.0                     # > 0: joint action tokens, this share of clips has its actions noised and predicted (continuous actions)
     ema:Frac|None = None                      # EMA decay of the weights (0: off)
@@ -83,7 +84,8 @@ def train_dynamics(cfg:DynamicsConfig)->Trained:
     tc = cfg.train_config(cfg.steps, cfg.lr, cfg.warmup, cfg.ema, first=run.first('steps'))
     stream = AlternatingBatches(store, cfg.seq_len, long_len, cfg.batch_size, cfg.long_batch_size, cfg.long_ratio if long_len else 0.0,
                                 episodes=train_eps, seed=cfg.seed + 1 + rank)
-    loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift, cfg.joint_frac)
+    loss = dynamics_loss(cfg.model['k_max'], cfg.bootstrap_frac, 1.0 if cfg.action_free else cfg.unlabeled_frac, cfg.prefix_frac, cfg.tau_shift, cfg.joint_frac,
+                         motion_w=cfg.motion_w)
     tok, src = info['tokenizer'] or {}, store.manifest.get('source') or {}
     run_info = {'kind': 'dynamics', 'latent_shape': info['latent_shape'], 'long_len': long_len, 'n_episodes': len(store),
                 'val_episodes': val_eps.tolist(), 'data_fingerprint': store.fingerprint, 'cache': path_record(cfg.data, run.path),
