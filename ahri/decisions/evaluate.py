@@ -14,6 +14,7 @@ from ..core import set_threads, atomic_write_json, atomic_write_bytes
 from ..config import Config, ConfigError, Count, Device, NonNeg, Positive, Weight, resolve, command, config_dict, log
 from ..world.train_dynamics import run_folder
 from ..world.eval import write_video
+from ..world.data import frames_to_uint8
 from .pixelmaze import PixelMaze, MazeCanvas
 from .heads import open_agent
 from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, train_probe,
@@ -164,7 +165,7 @@ def plan_video(ep:dict, decode, scale:int=4)->np.ndarray:
     real, T = ep['frames'], len(ep['frames']); imag = np.zeros_like(real)
     for d in ep['decisions']:
         if d['plan'] is None: continue
-        img = (decode(d['plan'][:len(d['real'])]).permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+        img = frames_to_uint8(decode(d['plan'][:len(d['real'])])).numpy()
         imag[d['start'] + 1:d['start'] + 1 + len(img)] = img
     imag[0] = real[0]
     v = np.concatenate([real, np.full((T, real.shape[1], 2, 3), 255, np.uint8), imag], 2)
