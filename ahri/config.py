@@ -177,7 +177,8 @@ def config_parser(cls, prog:str, description:str|None=None)->argparse.ArgumentPa
     pre = preset_fields(cls)
     for f in sorted(config_fields(cls), key=lambda f: _declared_at(cls, f.name)):   # a subclass's own fields first
         g, kw = req if f.required else opt, dict(dest=f.name, help=_help(f, pre))
-        if f.type is bool and not f.is_list: g.add_argument(f'--{f.name}', action='store_true', **kw); continue
+        if f.type is bool and not f.is_list:         # a setting that is on by default also gets its --no- form
+            g.add_argument(f'--{f.name}', action=argparse.BooleanOptionalAction if f.default is True else 'store_true', default=f.default is True, **kw); continue
         if f.name == 'preset' and cls.presets: kw['choices'] = list(cls.presets)
         elif f.choices: kw['choices'] = list(f.choices)
         else: kw['metavar'] = 'JSON' if f.type is dict else f.name.upper()

@@ -17,7 +17,7 @@ from ..world.eval import write_video
 from ..world.data import frames_to_uint8
 from .pixelmaze import PixelMaze, MazeCanvas
 from .heads import open_agent
-from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, train_probe,
+from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, PixelReader,
                                    run_pixelmaze, value_ranking, imagination_error)
 from .baselines import RandomController, PolicyController, ShootingController, GradientController, StateController
 from ..world.envs import pointmaze_layout
@@ -97,7 +97,6 @@ class PixelMazeEvalConfig(Config):
     grad_lr:Positive = 0.2                    # grad: Adam step size on the actions
     grad_samples:Count = 2                    # grad: action sequences optimised together (the best is executed)
     planner:str|None = None                   # two_stage: a Maze2D planner run (ahri_train_maze2d) of the same layout (default: none)
-    probe_steps:Count = 3000                  # training steps of the position probe (wall crossings)
     video:bool = True                         # record the first guided episode next to its plans (guided.mp4, guided.gif)
     out:str|None = None                       # results folder (default: <heads run>/eval_pixelmaze)
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
@@ -125,7 +124,7 @@ def _key(o, cfg:PixelMazeEvalConfig, name:str, seed:int)->str:
     c = {k: v for k, v in config_dict(cfg).items() if k not in cfg.volatile + ('methods', 'seeds', 'heads')}
     return hashlib.sha256(json.dumps([o.fingerprint, name, seed, c], sort_keys=True, default=str).encode()).hexdigest()
 
-_COLS = ('success', 'score', 'first_reach', 'crossing', 'gap', 'ms', 'forward', 'backward')
+_COLS = ('success', 'score', 'first_reach', 'crossing', 'lost', 'drift', 'gap', 'ms', 'forward', 'backward')
 
 def summarise(per_seed:list[dict])->dict:
     "Mean and standard deviation over seeds of every figure (None where a figure does not exist)"
@@ -146,16 +145,17 @@ def _pct(r): return '–' if r is None else f'{100 * r:.0f} %'
 def format_pixelmaze(rep:dict)->str:
     "The results table (markdown)"
     im = rep['imagination']
-    lines = [f"PixelMaze {rep['layout']}, {rep['episodes']} episodes × {len(rep['seeds'])} seeds per method · probe error "
-             f"{rep['probe_error']:.3f} cells (median, held-out frames) · value head against minus the distance to the goal around the walls "
+    lines = [f"PixelMaze {rep['layout']}, {rep['episodes']} episodes × {len(rep['seeds'])} seeds per method · agent read from decoded "
+             f"held-out latents: median error {rep['read_error']:.3f} cells · value head against minus the distance to the goal around the walls "
              f"(Spearman's ρ, held-out frames): {_rho(rep['value_rank']['rho'])} over all, {_rho(rep['value_rank']['rho_clip'])} within clips · "
              f"imagined agent {im['horizon']} frames ahead, median error (cells): true actions {_c(im['true'])}, shuffled {_c(im['shuffled'])}, "
              f"hidden {_c(im['hidden'])}; staying put {_c(im['still'])}; agent lost {_pct((im['lost'] or {}).get('true'))} (true actions)", '',
-             '| method | success % | score | first reach | plans crossing walls % | exploitation gap | ms / decision | forward / decision | backward / decision |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| method | success % | score | first reach | plans crossing walls % | plans losing the agent % | drift (cells) | exploitation gap | ms / decision | forward / decision | backward / decision |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for k, r in rep['methods'].items():
         lines.append(f"| {k} | {_fmt(r['success'], '.1f', 100)} | {_fmt(r['score'], '.1f')} | {_fmt(r['first_reach'], '.0f', pm=False)} | "
-                     f"{_fmt(r['crossing'], '.1f', 100, False)} | {_fmt(r['gap'], '+.3f', pm=False)} | {_fmt(r['ms'], '.0f', pm=False)} | "
+                     f"{_fmt(r['crossing'], '.1f', 100, False)} | {_fmt(r.get('lost'), '.1f', 100, False)} | {_fmt(r.get('drift'), '.2f', pm=False)} | "
+                     f"{_fmt(r['gap'], '+.3f', pm=False)} | {_fmt(r['ms'], '.0f', pm=False)} | "
                      f"{_fmt(r['forward'], '.0f', pm=False)} | {_fmt(r['backward'], '.0f', pm=False)} |")
     return '\n'.join(lines)
 
@@ -177,13 +177,12 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
     makers = {name: METHODS[name][0](o.model, cfg, layout) for name in cfg.methods}     # a method that cannot run fails before anything is written
     out = Path(cfg.out) if cfg.out else run_folder(o.ckpt) / 'eval_pixelmaze'; (out / 'parts').mkdir(parents=True, exist_ok=True)
-    train_eps = np.setdiff1d(np.arange(len(o.store)), o.eps)
-    probe = train_probe(*[t.to(o.device) for t in probe_data(o, train_eps)], steps=cfg.probe_steps, seed=0)
-    vl, vp = probe_data(o, o.eps)
-    with torch.no_grad(): perr = float((probe(vl.to(o.device)).cpu() - vp).norm(dim=-1).median())
-    vr = value_ranking(o, pointmaze_layout(layout).occ, o.eps, o.run['config'].get('seq_len', 16))
-    im = imagination_error(o, MazeCanvas(pointmaze_layout(layout).occ, o.store[int(o.eps[0])]['frames'].shape[1]), o.eps, context=cfg.context)
-    rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'probe_error': perr, 'value_rank': vr, 'imagination': im,
+    canvas = MazeCanvas(pointmaze_layout(layout).occ, o.tok.run['img']); read = PixelReader(o.tok.model, canvas)
+    vl, vp = probe_data(o, o.eps)                  # how well the reader finds the agent in decoded real latents (lost: infinitely far)
+    rerr = float(np.median(np.nan_to_num(np.linalg.norm(np.concatenate([read(z) for z in vl.split(512)]) - vp.numpy(), axis=-1), nan=np.inf)))
+    vr = value_ranking(o, canvas.occ, o.eps, o.run['config'].get('seq_len', 16))
+    im = imagination_error(o, canvas, o.eps, context=cfg.context)
+    rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'read_error': rerr, 'value_rank': vr, 'imagination': im,
            'config': config_dict(cfg), 'methods': {}}
     for name in cfg.methods:
         make, per_seed = makers[name], []
@@ -192,7 +191,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
             if f.exists() and json.loads(f.read_text()).get('key') == key: r = json.loads(f.read_text())['result']
             else:
                 log.info(f"{name}, seed {s}: {cfg.episodes} episodes")
-                r = closed_loop(o, make, layout, [10_000 * (s + 1) + e for e in range(cfg.episodes)], probe, cfg.context, frameskip, not cfg.quiet)
+                r = closed_loop(o, make, layout, [10_000 * (s + 1) + e for e in range(cfg.episodes)], read, cfg.context, frameskip, not cfg.quiet)
                 atomic_write_json(f, {'key': key, 'result': r})
             per_seed.append(r)
         rep['methods'][name] = summarise(per_seed)

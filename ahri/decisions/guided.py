@@ -14,8 +14,9 @@ from .heads import WorldAgent, symexp
 # %% auto #0
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
            'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
-           'PositionProbe', 'train_probe', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'latent_cache',
-           'probe_data', 'closed_loop', 'geodesic', 'path_distance', 'spearman', 'value_ranking', 'imagination_error']
+           'PositionProbe', 'train_probe', 'PixelReader', 'plan_paths', 'plan_crossings', 'plan_drift',
+           'exploitation_gap', 'latent_cache', 'probe_data', 'closed_loop', 'geodesic', 'path_distance', 'spearman',
+           'value_ranking', 'imagination_error']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -234,25 +235,43 @@ def train_probe(latents:torch.Tensor, positions:torch.Tensor,   # (N, *latent_sh
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     return probe.eval()
 
-@torch.no_grad()
-def plan_crossings(probe:PositionProbe, occ:np.ndarray, decisions:list, positions:np.ndarray)->np.ndarray:
-    "Per decision with a plan: does the path read from its imagined frames (after the real position) cross a wall?"
-    out = []
-    for d in decisions:
-        if d['plan'] is None: continue
-        path = probe(d['plan'].to(next(probe.parameters()).device)).cpu().numpy()
-        out.append(bool(segment_hits(occ, np.concatenate([positions[d['start']][None], path])).any()))
-    return np.array(out, bool)
+class PixelReader:
+    "The agent's (x, y) in maze coordinates in latent frames, decoded and read from its colour; NaN where under `floor` of an agent is drawn"
+    def __init__(self, decoder:nn.Module,        # the tokenizer (its `decode` turns latents into frames in 0…1)
+                 canvas,                         # the `MazeCanvas` the real frames were drawn by
+                 floor:float=0.5):               # the least share of an agent's colour that counts as an agent
+        self.decoder, self.canvas, self.floor = decoder, canvas, floor
+    @torch.no_grad()
+    def __call__(self, z:torch.Tensor)->np.ndarray:   # (N, *latent_shape) -> (N, 2)
+        img = self.decoder.decode(z.to(next(self.decoder.parameters()).device)).clamp(0, 1) * 255
+        pos, mass = self.canvas.find_agent(img.permute(0, 2, 3, 1).cpu().numpy())
+        return np.where((mass >= self.floor)[:, None], pos, np.nan)
 
 @torch.no_grad()
-def plan_drift(probe:PositionProbe, decisions:list, positions:np.ndarray)->np.ndarray:
-    "Per decision with a plan: how far (cells) the executed actions took the agent from where its plan said they would"
+def plan_paths(read, decisions:list)->list:    # per decision: (T, 2) positions, NaN where the agent is lost; None without a plan
+    "The positions `read` (a `PixelReader` or a `PositionProbe`) finds in each decision's imagined frames"
+    def path(z):
+        if isinstance(read, nn.Module): return read(z.to(next(read.parameters()).device)).cpu().numpy()
+        return np.asarray(read(z), float)
+    return [None if d['plan'] is None else path(d['plan']) for d in decisions]
+
+def plan_crossings(occ:np.ndarray, decisions:list, positions:np.ndarray, paths:list)->np.ndarray:
+    "Per decision with a plan: does its path (after the real position) cross a wall between two frames where the agent was found?"
     out = []
-    for d in decisions:
+    for d, p in zip(decisions, paths):
+        if p is None: continue
+        pts = np.concatenate([positions[d['start']][None], p]); ok = ~np.isnan(pts).any(1)
+        hits = segment_hits(occ, np.where(ok[:, None], pts, pts[0]))
+        out.append(bool(hits[ok[:-1] & ok[1:]].any()))
+    return np.array(out, bool)
+
+def plan_drift(decisions:list, positions:np.ndarray, paths:list)->np.ndarray:
+    "Per decision with a plan: how far (cells) the executed actions took the agent from where its plan said they would (NaN: lost there)"
+    out = []
+    for d, p in zip(decisions, paths):
         k = len(d['real'])
-        if d['plan'] is None or k == 0 or k > len(d['plan']): continue
-        planned = probe(d['plan'][k - 1:k].to(next(probe.parameters()).device)).cpu().numpy()[0]
-        out.append(float(np.linalg.norm(planned - positions[d['start'] + k])))
+        if p is None or k == 0 or k > len(p): continue
+        out.append(float(np.linalg.norm(p[k - 1] - positions[d['start'] + k])))
     return np.array(out)
 
 def exploitation_gap(decisions:list)->float|None:
@@ -278,7 +297,7 @@ def probe_data(o, episodes)->tuple[torch.Tensor, torch.Tensor]: # (N, *latent_sh
 
 def closed_loop(o, make,                         # `open_agent`'s result; make(seed) -> a controller for one episode
                 layout:str, seeds,               # the layout and the episode seeds (fixed start/goal pairs)
-                probe:PositionProbe|None=None,   # reads positions from imagined frames (None: no wall-crossing rate)
+                read=None,                       # a `PixelReader` or `PositionProbe` for imagined frames (None: no crossings, drift, lost)
                 context:int=4, frameskip:int=4, progress:bool=False)->dict:
     "Success, score, first reach, wall crossings, exploitation gap and cost per decision of a controller over episodes"
     env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
@@ -287,13 +306,14 @@ def closed_loop(o, make,                         # `open_agent`'s result; make(s
         from tqdm.auto import tqdm; it = tqdm(seeds, leave=False)
     eps = [run_pixelmaze(env, o.tok.model, make(int(s)), int(s), context) for s in it]
     dec = [d for e in eps for d in e['decisions']]
-    cross = [plan_crossings(probe, env.layout.occ, e['decisions'], e['positions']) for e in eps] if probe is not None else []
-    cross = np.concatenate(cross) if cross else np.zeros(0, bool)
-    drift = np.concatenate([plan_drift(probe, e['decisions'], e['positions']) for e in eps]) if probe is not None else np.zeros(0)
+    paths = [plan_paths(read, e['decisions']) for e in eps] if read is not None else []
+    cross = np.concatenate([plan_crossings(env.layout.occ, e['decisions'], e['positions'], p) for e, p in zip(eps, paths)] or [np.zeros(0, bool)])
+    drift = np.concatenate([plan_drift(e['decisions'], e['positions'], p) for e, p in zip(eps, paths)] or [np.zeros(0)])
+    lost = [bool(np.isnan(q).any()) for p in paths for q in p if q is not None]; drift = drift[~np.isnan(drift)]
     reach = [e['first_reach'] for e in eps if e['success']]
     return dict(episodes=len(eps), success=float(np.mean([e['success'] for e in eps])), score=float(np.mean([e['score'] for e in eps])),
                 first_reach=float(np.median(reach)) if reach else None, crossing=float(cross.mean()) if len(cross) else None,
-                drift=float(np.median(drift)) if len(drift) else None,
+                drift=float(np.median(drift)) if len(drift) else None, lost=float(np.mean(lost)) if lost else None,
                 gap=exploitation_gap(dec), ms=float(np.mean([d['ms'] for d in dec])),
                 forward=float(np.mean([d['forward'] for d in dec])), backward=float(np.mean([d['backward'] for d in dec])),
                 successes=[bool(e['success']) for e in eps])
@@ -376,8 +396,7 @@ def imagination_error(o, canvas, episodes,      # `open_agent`'s result, the `Ma
     def err(kind, acts):                          # the same noise for every kind of actions: only the actions differ
         im = Imagination(m, K, generator=gen()).prime(Z)
         for h in range(H): z = im.step(None if acts is None else acts[:, h])
-        pos, mass = canvas.find_agent((o.tok.model.decode(z).clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy())
-        gone = mass < 0.5; lost[kind] = float(gone.mean())
+        pos = PixelReader(o.tok.model, canvas)(z); gone = np.isnan(pos).any(1); lost[kind] = float(gone.mean())
         return float(np.median(np.where(gone, np.inf, np.linalg.norm(pos - P[:, 1], axis=-1))))
     out = {k: err(k, a) for k, a in (('true', A), ('shuffled', A[torch.randperm(len(A), generator=gen(), device=dev)]), ('hidden', None))}
     return {**out, 'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'lost': lost, 'windows': len(A), 'horizon': H}
