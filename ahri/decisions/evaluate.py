@@ -191,7 +191,8 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
             if f.exists() and json.loads(f.read_text()).get('key') == key: r = json.loads(f.read_text())['result']
             else:
                 log.info(f"{name}, seed {s}: {cfg.episodes} episodes")
-                r = closed_loop(o, make, layout, [10_000 * (s + 1) + e for e in range(cfg.episodes)], read, cfg.context, frameskip, not cfg.quiet)
+                r = closed_loop(o, make, layout, [10_000 * (s + 1) + e for e in range(cfg.episodes)], read, cfg.context, frameskip,
+                                not cfg.quiet and f'{name}, seed {s}')
                 atomic_write_json(f, {'key': key, 'result': r})
             per_seed.append(r)
         rep['methods'][name] = summarise(per_seed)

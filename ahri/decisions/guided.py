@@ -298,12 +298,13 @@ def probe_data(o, episodes)->tuple[torch.Tensor, torch.Tensor]: # (N, *latent_sh
 def closed_loop(o, make,                         # `open_agent`'s result; make(seed) -> a controller for one episode
                 layout:str, seeds,               # the layout and the episode seeds (fixed start/goal pairs)
                 read=None,                       # a `PixelReader` or `PositionProbe` for imagined frames (None: no crossings, drift, lost)
-                context:int=4, frameskip:int=4, progress:bool=False)->dict:
+                context:int=4, frameskip:int=4,
+                progress:bool|str=False)->dict:   # a progress bar over the episodes (a string: its label)
     "Success, score, first reach, wall crossings, exploitation gap and cost per decision of a controller over episodes"
     env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
     it = seeds
     if progress:
-        from tqdm.auto import tqdm; it = tqdm(seeds, leave=False)
+        from tqdm.auto import tqdm; it = tqdm(seeds, desc=progress if isinstance(progress, str) else None, unit='episode', leave=False)
     eps = [run_pixelmaze(env, o.tok.model, make(int(s)), int(s), context) for s in it]
     dec = [d for e in eps for d in e['decisions']]
     paths = [plan_paths(read, e['decisions']) for e in eps] if read is not None else []
