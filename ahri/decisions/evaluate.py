@@ -17,7 +17,7 @@ from ..world.eval import write_video
 from ..world.data import frames_to_uint8
 from .pixelmaze import PixelMaze, MazeCanvas
 from .heads import open_agent
-from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, PixelReader,
+from .guided import (GuideConfig, GuidedController, SCHEDULES, OBJECTIVES, closed_loop, probe_data, PixelReader, read_error,
                                    run_pixelmaze, value_ranking, imagination_error)
 from .baselines import RandomController, PolicyController, ShootingController, GradientController, StateController
 from ..world.envs import pointmaze_layout
@@ -179,7 +179,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     out = Path(cfg.out) if cfg.out else run_folder(o.ckpt) / 'eval_pixelmaze'; (out / 'parts').mkdir(parents=True, exist_ok=True)
     canvas = MazeCanvas(pointmaze_layout(layout).occ, o.tok.run['img']); read = PixelReader(o.tok.model, canvas)
     vl, vp = probe_data(o, o.eps)                  # how well the reader finds the agent in decoded real latents (lost: infinitely far)
-    rerr = float(np.median(np.nan_to_num(np.linalg.norm(np.concatenate([read(z) for z in vl.split(512)]) - vp.numpy(), axis=-1), nan=np.inf)))
+    rerr = read_error(np.concatenate([read(z) for z in vl.split(512)]), vp.numpy())
     vr = value_ranking(o, canvas.occ, o.eps, o.run['config'].get('seq_len', 16))
     im = imagination_error(o, canvas, o.eps, context=cfg.context)
     rep = {'layout': layout, 'episodes': cfg.episodes, 'seeds': list(cfg.seeds), 'read_error': rerr, 'value_rank': vr, 'imagination': im,

@@ -14,7 +14,7 @@ from .heads import WorldAgent, symexp
 # %% auto #0
 __all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
            'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
-           'PositionProbe', 'train_probe', 'PixelReader', 'plan_paths', 'plan_crossings', 'plan_drift',
+           'PositionProbe', 'train_probe', 'PixelReader', 'read_error', 'plan_paths', 'plan_crossings', 'plan_drift',
            'exploitation_gap', 'latent_cache', 'probe_data', 'closed_loop', 'geodesic', 'path_distance', 'spearman',
            'value_ranking', 'imagination_error']
 
@@ -247,6 +247,10 @@ class PixelReader:
         pos, mass = self.canvas.find_agent(img.permute(0, 2, 3, 1).cpu().numpy())
         return np.where((mass >= self.floor)[:, None], pos, np.nan)
 
+def read_error(pos:np.ndarray, truth:np.ndarray)->float: # (N, 2) positions read (NaN: lost) and true ones
+    "Median distance (cells) between read and true positions, a lost agent counting as infinitely far"
+    return float(np.median(np.nan_to_num(np.linalg.norm(pos - truth, axis=-1), nan=np.inf)))
+
 @torch.no_grad()
 def plan_paths(read, decisions:list)->list:    # per decision: (T, 2) positions, NaN where the agent is lost; None without a plan
     "The positions `read` (a `PixelReader` or a `PositionProbe`) finds in each decision's imagined frames"
@@ -393,11 +397,11 @@ def imagination_error(o, canvas, episodes,      # `open_agent`'s result, the `Ma
             Z.append(lat[s:s + C]); A.append(act[s + C - 1:s + C - 1 + H]); P.append(pos[[s + C - 1, s + C - 1 + H]])
     if not Z: return {'true': None, 'shuffled': None, 'hidden': None, 'still': None, 'lost': None, 'windows': 0, 'horizon': H}   # none long enough
     Z, A, P = torch.from_numpy(np.stack(Z)).float().to(dev), torch.from_numpy(np.stack(A)).float().to(dev), np.stack(P)
-    gen, lost = lambda: torch.Generator(dev).manual_seed(seed), {}
+    gen, lost, read = lambda: torch.Generator(dev).manual_seed(seed), {}, PixelReader(o.tok.model, canvas)
     def err(kind, acts):                          # the same noise for every kind of actions: only the actions differ
         im = Imagination(m, K, generator=gen()).prime(Z)
         for h in range(H): z = im.step(None if acts is None else acts[:, h])
-        pos = PixelReader(o.tok.model, canvas)(z); gone = np.isnan(pos).any(1); lost[kind] = float(gone.mean())
-        return float(np.median(np.where(gone, np.inf, np.linalg.norm(pos - P[:, 1], axis=-1))))
+        pos = read(z); lost[kind] = float(np.isnan(pos).any(1).mean())
+        return read_error(pos, P[:, 1])
     out = {k: err(k, a) for k, a in (('true', A), ('shuffled', A[torch.randperm(len(A), generator=gen(), device=dev)]), ('hidden', None))}
     return {**out, 'still': float(np.median(np.linalg.norm(P[:, 0] - P[:, 1], axis=-1))), 'lost': lost, 'windows': len(A), 'horizon': H}
