@@ -169,9 +169,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         print(f"{self.prog}: {message}; see --help", file=sys.stderr); sys.exit(2)
 
-def config_parser(cls, prog:str, description:str|None=None)->argparse.ArgumentParser:
+def config_parser(cls, prog:str, description:str|None=None,
+                  epilog:str|None=None # text after the flags (e.g. the keys of a game)
+                 )->argparse.ArgumentParser:
     "An argparse parser with one flag per field of config class `cls`"
-    p = _Parser(prog=prog, description=description or cls.__doc__, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=prog, description=description or cls.__doc__, epilog=epilog, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     req, opt = p.add_argument_group('required'), p.add_argument_group('options')
     opt.add_argument('-h', '--help', action='help', help='show this message and exit')
     pre = preset_fields(cls)
@@ -216,10 +218,12 @@ def run_command(name:str, fn:Callable, cfg, show:Callable|None=None, as_json:boo
         for s, h0 in old.items(): signal.signal(s, h0)
         log.removeHandler(h); log.addHandler(_default)
 
-def command(cls, fn:Callable, name:str, show:Callable|None=None, json_flag:bool=False)->Callable:
+def command(cls, fn:Callable, name:str, show:Callable|None=None, json_flag:bool=False,
+            epilog:str|None=None # what `--help` prints after the flags
+           )->Callable:
     "A console-script entry point: flags → `cls(...)` → `fn(cfg)`, run by `run_command`"
     def main(argv:list|None=None):
-        p = config_parser(cls, name)
+        p = config_parser(cls, name, epilog=epilog)
         if json_flag: p.add_argument('--json', action='store_true', help='print the result as JSON')
         a = vars(p.parse_args(argv)); as_json = a.pop('json', False)
         sys.exit(run_command(name, fn, cls(**a), show, as_json))

@@ -27,6 +27,7 @@ class EnvKind:
     options:tuple = ()                        # collection options it takes (render, frameskip, sticky_actions, fps)
     available:Callable|None = None            # available(name) -> how many episodes exist (None: endless)
     keys:dict|None = None                     # key -> action, for playing it
+    action_names:tuple|None = None            # a short name per action, for the key help of play
     noop:int = 0                              # the action when no key is pressed
 
 ENVS:dict[str, EnvKind] = {}                  # filled below, one entry per kind
@@ -117,7 +118,8 @@ PROCGEN_KEYS = {'a': 1, 'd': 7, 'w': 5, 's': 3, 'q': 2, 'e': 8, 'z': 0, 'c': 6, 
                 '\x1b[D': 1, '\x1b[C': 7, '\x1b[A': 5, '\x1b[B': 3,                       # arrow keys
                 'j': 9, 'k': 10, 'l': 11, 'i': 12, 'u': 13, 'o': 14}                      # procgen's D, A, W, S, Q, E buttons
 ENVS['procgen'] = EnvKind('procgen', lambda name, start=0, **kw: procgen_episodes(name, **kw), _one_of(PROCGEN_GAMES, 'Procgen game'),
-                          keys=PROCGEN_KEYS, noop=4)
+                          keys=PROCGEN_KEYS, noop=4, action_names=('left-down', 'left', 'left-up', 'down', 'no-op', 'up', 'right-down',
+                                                                   'right', 'right-up', 'D', 'A', 'W', 'S', 'Q', 'E'))
 
 # %% ../../nbs/10_envs.ipynb #d69e0e0f
 def gym_episodes(envs:list, pol:Policy, record, max_steps:int, seed:int, to_env=lambda a: a):

@@ -4,23 +4,24 @@
 
 # %% ../../nbs/36_play.ipynb #b5b300fb
 from __future__ import annotations
-import os, select, sys, time
+import os, select, signal, sys, textwrap, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 import numpy as np, torch
-from ..core import set_threads
+from ..core import set_threads, Interrupted
 from ..config import Config, ConfigError, Count, Positive, Level, Device, resolve, command, help_problems
 from ..flow import TAU_CTX, check_pow2
-from .envs import env_kind
+from .envs import ENVS, env_kind
 from .data import frames_to_float, frames_to_uint8
 from .rollout import Imagination
 from .train_dynamics import open_world_model
 from .train_tokenizer import WEIGHTS
 
 # %% auto #0
-__all__ = ['ahri_play', 'ansi_frame', 'key_map', 'raw_terminal', 'read_key', 'PlaySession', 'PlayConfig', 'play']
+__all__ = ['KEY_NAMES', 'ahri_play', 'ansi_frame', 'key_map', 'key_help', 'env_key_help', 'keys_epilog', 'split_keys',
+           'KeyActions', 'raw_terminal', 'read_keys', 'PlaySession', 'PlayConfig', 'play', 'show_play']
 
 # %% ../../nbs/36_play.ipynb #5966efb8
 def ansi_frame(img:np.ndarray, # uint8 (H, W, 3), H even
@@ -35,25 +36,75 @@ def ansi_frame(img:np.ndarray, # uint8 (H, W, 3), H even
     return '\n'.join(lines)
 
 # %% ../../nbs/36_play.ipynb #da75632a
+def _quit_key(keys:dict)->str: return 'x' if 'q' in keys else 'q'
+
 def key_map(env:str, n_actions:int)->tuple[dict, int, str]:
     "(key -> action, the no-key action, the quit key) for an environment spec"
     kind = env_kind(env)
     keys, noop = (kind.keys, kind.noop) if kind.keys and max(kind.keys.values()) < n_actions else ({str(i): i for i in range(min(n_actions, 10))}, 0)
-    return keys, noop, 'x' if 'q' in keys else 'q'
+    return keys, noop, _quit_key(keys)
+
+KEY_NAMES = {'\x1b[D': '←', '\x1b[C': '→', '\x1b[A': '↑', '\x1b[B': '↓'}   # how escape sequences are written in the key help
+
+def key_help(keys:dict, noop:int, quit_key:str,
+             names:tuple|None=None # a name per action (default: 'action N')
+            )->str:
+    "The key map in one line, a group per action: 'a ← left · d → right · … · no key: no-op · x or Ctrl-C quits'"
+    name = lambda a: names[a] if names and a < len(names) else f'action {a}'
+    by = {}
+    for k, a in keys.items(): by.setdefault(a, []).append(KEY_NAMES.get(k, k))
+    return ' · '.join([f"{' '.join(ks)} {name(a)}" for a, ks in by.items()] + [f'no key: {name(noop)}', f'{quit_key} or Ctrl-C quits'])
+
+def env_key_help(env:str, n_actions:int)->str:
+    "`key_help` for a game of environment `env` with `n_actions` actions"
+    keys, noop, q = key_map(env, n_actions); kind = env_kind(env)
+    return key_help(keys, noop, q, kind.action_names if keys is kind.keys else None)
+
+def keys_epilog(width:int=100)->str:
+    "What `ahri_play --help` says about keys: the map of every environment kind that has one, then the digits rule"
+    out = ['keys (one action per key press; holding a key repeats it; no key is the no-op action):']
+    for kind in ENVS.values():
+        if kind.keys: out.append(textwrap.fill(f'  {kind.name}: ' + key_help(kind.keys, kind.noop, _quit_key(kind.keys), kind.action_names), width, subsequent_indent='    '))
+    out.append(textwrap.fill('  any other discrete action space: the digits 0-9 are actions 0-9 · no key: action 0 · q or Ctrl-C quits', width, subsequent_indent='    '))
+    return '\n'.join(out)
+
+# %% ../../nbs/36_play.ipynb #7a41c2d1
+def split_keys(s:str)->list[str]:
+    "The key events in what a terminal sent at once: an escape sequence (an arrow key) is one event, any other character one each"
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == '\x1b' and i + 1 < len(s) and s[i + 1] in '[O':     # CSI or SS3 (some terminals send arrows as ESC O A)
+            j = i + 2
+            while j < len(s) and not (s[j].isalpha() or s[j] == '~'): j += 1
+            out.append('\x1b[' + s[i + 2:j + 1]); i = j + 1
+        else: out.append(s[i]); i += 1
+    return out
+
+class KeyActions:
+    "Key events -> one action per frame: `ka(events)` is the next action, or None once the quit key was pressed"
+    def __init__(self, keys:dict, noop:int, quit_key:str, keep:int=4): # keep: key events waiting at most
+        self.keys, self.noop, self.quit_key, self.keep, self.waiting, self.unknown = keys, noop, quit_key, keep, [], None
+    def __call__(self, events:list[str])->int|None:
+        if self.quit_key in events: return None
+        self.waiting = (self.waiting + list(events))[-self.keep:]
+        while self.waiting:
+            k = self.waiting.pop(0)
+            if k in self.keys: return self.keys[k]
+            self.unknown = k
+        return self.noop
 
 @contextmanager
 def raw_terminal():
-    "Single key presses without Enter or echo; the terminal is restored on exit"
+    "Single key presses without Enter or echo; on exit the terminal is restored and keys not read are dropped (they don't echo into the shell)"
     import termios, tty
     fd = sys.stdin.fileno(); old = termios.tcgetattr(fd)
     try: tty.setcbreak(fd); yield
-    finally: termios.tcsetattr(fd, termios.TCSADRAIN, old)
+    finally: termios.tcsetattr(fd, termios.TCSAFLUSH, old)
 
-def read_key(timeout:float=0.0)->str|None:
-    "One key (an escape sequence for arrows) if one is waiting, else None"
-    if not select.select([sys.stdin], [], [], timeout)[0]: return None
-    k = os.read(sys.stdin.fileno(), 8).decode(errors='ignore')
-    return k or None
+def read_keys(timeout:float=0.0)->list[str]:
+    "The key events waiting on stdin (none if nothing was typed)"
+    if not select.select([sys.stdin], [], [], timeout)[0]: return []
+    return split_keys(os.read(sys.stdin.fileno(), 1024).decode(errors='ignore'))
 
 # %% ../../nbs/36_play.ipynb #67e47e75
 class PlaySession:
@@ -107,30 +158,38 @@ class PlayConfig(Config):
         if self.record and Path(self.record).suffix not in ('.mp4', '.gif'): raise ConfigError(f"--record must end in .mp4 or .gif, got {self.record!r}")
 
 def play(cfg:PlayConfig)->dict:
-    "Play (or let a scripted player play) inside the world model, drawing in the terminal; returns frames played, frames/s and the recording"
+    "Play (or let a scripted player play) inside the world model, drawing in the terminal; returns frames played, frames/s, how the game ended and the recording"
     cfg = resolve(cfg)
-    if cfg.policy == 'keyboard' and not sys.stdin.isatty(): raise ValueError('keyboard play needs a terminal; use --policy random (with --record) instead')
+    keyboard = cfg.policy == 'keyboard'
+    if keyboard and not sys.stdin.isatty(): raise ValueError('keyboard play needs a terminal; use --policy random (with --record) instead')
     set_threads(cfg.threads)
     s = PlaySession(cfg.ckpt, cfg.data, cfg.K, cfg.tau_ctx, cfg.context, cfg.window, cfg.device, cfg.seed, cfg.weights)
     keys, noop, quit_key = key_map(s.env, s.n_actions or 1)
-    shown, t_model = [s.reset()], 0.0
-    draw = (lambda img, msg: sys.stdout.write('\x1b[H' + ansi_frame(img, cfg.scale) + '\n' + msg + '\x1b[K\n')) if not cfg.no_display else (lambda *_: None)
+    ka, helps = KeyActions(keys, noop, quit_key), textwrap.wrap(env_key_help(s.env, s.n_actions or 1), 100) if keyboard else []
+    shown, t_model, act = [s.reset()], 0.0, noop
+    ended = f'--frames {cfg.frames} reached (a larger --frames plays longer)'
+    def draw(img, status):
+        if cfg.no_display: return
+        sys.stdout.write('\x1b[H' + ansi_frame(img, cfg.scale) + '\n' + '\n'.join(l + '\x1b[K' for l in [status, *helps]) + '\n'); sys.stdout.flush()
     if not cfg.no_display: sys.stdout.write('\x1b[2J')
-    act = noop
-    with (raw_terminal() if cfg.policy == 'keyboard' else _nothing()):
-        for i in range(cfg.frames):
-            t0 = time.perf_counter()
-            if cfg.policy == 'keyboard':
-                k = read_key()
-                if k == quit_key: break
-                act = keys.get(k, noop)
-            elif cfg.policy == 'random' or i == 0 or s.rng.random() > 0.8: act = int(s.rng.integers(0, s.n_actions or 1))
-            t1 = time.perf_counter(); img = s.step(act); t_model += time.perf_counter() - t1
-            shown.append(img)
-            draw(img, f"frame {i + 1}  action {act}  {(i + 1) / t_model:5.1f} frames/s (K={cfg.K})  " + (f"[{quit_key}] quits" if cfg.policy == 'keyboard' else ''))
-            if cfg.fps: time.sleep(max(0.0, 1 / cfg.fps - (time.perf_counter() - t0)))
+    try:
+        with (raw_terminal() if keyboard else _nothing()):
+            for i in range(cfg.frames):
+                t0 = time.perf_counter()
+                if keyboard:
+                    act = ka(read_keys())
+                    if act is None: ended = f'{quit_key} pressed'; break
+                elif cfg.policy == 'random' or i == 0 or s.rng.random() > 0.8: act = int(s.rng.integers(0, s.n_actions or 1))
+                t1 = time.perf_counter(); img = s.step(act); t_model += time.perf_counter() - t1
+                shown.append(img)
+                unknown = f'  (key {ka.unknown!r} does nothing)' if ka.unknown else ''
+                draw(img, f"frame {i + 1}/{cfg.frames}  action {act}  {(i + 1) / t_model:5.1f} frames/s (K={cfg.K}){unknown}")
+                if cfg.fps: time.sleep(max(0.0, 1 / cfg.fps - (time.perf_counter() - t0)))
+    except (Interrupted, KeyboardInterrupt) as e:      # Ctrl-C (or SIGTERM) ends the game like the quit key: the recording is still saved
+        ended = 'Ctrl-C' if getattr(e, 'signum', signal.SIGINT) == signal.SIGINT else signal.Signals(e.signum).name
+    if not cfg.no_display: sys.stdout.write('\x1b[0m\n'); sys.stdout.flush()   # a frame cut short leaves colours on and the cursor mid-line
     n = len(shown) - 1
-    res = {'frames': n, 'frames_per_s': n / t_model if t_model else None, 'K': cfg.K, 'record': None}
+    res = {'frames': n, 'frames_per_s': n / t_model if t_model else None, 'K': cfg.K, 'ended': ended, 'record': None}
     if cfg.record and n:
         from ahri.world.eval import write_video
         res['record'] = str(write_video(np.stack(shown), cfg.record, fps=int(cfg.fps or 15)))
@@ -139,5 +198,9 @@ def play(cfg:PlayConfig)->dict:
 @contextmanager
 def _nothing(): yield
 
-ahri_play = command(PlayConfig, play, 'ahri_play', show=lambda r: f"imagined {r['frames']} frames at {r['frames_per_s'] or 0:.1f} frames/s "
-                    f"(K={r['K']}, one stream, decoding included)" + (f"; saved {r['record']}" if r['record'] else ''))
+def show_play(r:dict)->str:
+    "The closing line of a game"
+    return (f"game over ({r['ended']}): imagined {r['frames']} frames at {r['frames_per_s'] or 0:.1f} frames/s "
+            f"(K={r['K']}, one stream, decoding included)" + (f"; saved {r['record']}" if r['record'] else ''))
+
+ahri_play = command(PlayConfig, play, 'ahri_play', show=show_play, epilog=keys_epilog())
