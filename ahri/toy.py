@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from .core import seed_everything, set_threads, atomic_write_json
 from .flow import (sample_step_sizes, sample_tau_for_step_size, shortcut_forcing_loss, euler_sample, step_index, check_pow2,
                        loss_terms)
-from .config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems
+from .config import ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems
 from .learner import Learner, TrainConfig, RandomBatches, close_distributed, world, init_distributed
 from .runs import RunConfig, open_run, fit_run, load_model, Trained
 

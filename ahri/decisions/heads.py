@@ -192,9 +192,9 @@ def head_metrics(agent:WorldAgent, batch:dict, # clips with latents, actions, re
 # %% ../../nbs/71_heads.ipynb #71a0c1e21
 import json, time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 from ..core import seed_everything, set_threads, atomic_write_json
-from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command
 from ..learner import Learner, world, init_distributed, close_distributed
 from ..runs import RunConfig, open_run, fit_run, Trained, path_record, find_path, open_checkpoint
 from ..world.data import split_episodes, window_starts, AlternatingBatches, WindowDataset

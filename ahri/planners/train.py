@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import torch
 from ..core import seed_everything, set_threads, atomic_write_json
-from ..config import ConfigError, Count, NonNeg, Frac, Positive, resolve, command, help_problems, log
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems, log
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, TrainConfig, RandomBatches, init_distributed
 from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained

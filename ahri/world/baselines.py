@@ -14,7 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from einops import rearrange
 from ..core import seed_everything, set_threads
-from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command, help_problems
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command, help_problems
 from ..learner import Learner, world, init_distributed, close_distributed
 from ..runs import RunConfig, open_run, fit_run, open_checkpoint, Trained, path_record
 from .data import split_episodes, window_starts, AlternatingBatches, frames_to_float, open_frames, action_space

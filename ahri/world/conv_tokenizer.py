@@ -46,13 +46,13 @@ class ConvAE(nn.Module):
 # %% ../../nbs/20_conv_tokenizer.ipynb #dbf3d6e5
 def conv_ae_loss(lam:float=0.01,              # weight of the variance regulariser
                  var_target:float=1.0,        # target variance of the latent
-                 lpips:nn.Module|None=None,   # optional perceptual metric (`ahri.metrics.load_lpips`); the notes use none
+                 lpips:nn.Module|None=None,   # optional perceptual metric (`ahri.metrics.perceptual_metric`); the notes use none
                  lpips_weight:float=0.2):     # its weight
-    "Learner loss: Huber(δ=1) reconstruction + λ·(Var(z) − var_target)² [+ weight·LPIPS]; batch['frames'] uint8 (B, [T,] H, W, C)"
+    "Learner loss: Huber(δ=1) reconstruction + λ·(Var(z) − var_target)² [+ weight·perceptual]; batch['frames'] uint8 (B, [T,] H, W, C)"
     def loss(model, batch):
         x = frames_to_float(batch['frames'])                                  # (B, [T,] 3, H, W)
         rec, z = model(x, with_latent=True)                                   # through forward, so DDP sees the call
         out = {'huber': F.huber_loss(rec, x, delta=1.0), 'latent_var': lam * (z.var() - var_target) ** 2}
-        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec.flatten(0, -4), x.flatten(0, -4)).mean()
+        if lpips is not None: out['perceptual'] = lpips_weight * lpips(rec.flatten(0, -4), x.flatten(0, -4)).mean()
         return out
     return loss

@@ -18,10 +18,11 @@ from .encode import encode, EncodeConfig
 from .train_dynamics import train_dynamics, DynamicsConfig
 from .baselines import train_baseline, BaselineConfig
 from .eval import eval_world_model, WorldModelEvalConfig
+from ..metrics import perceptual_key, perceptual_label
 
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'ahri_demo', 'PipelineConfig', 'DemoConfig', 'stage_config', 'demo_stages', 'verdict',
-           'report_markdown', 'run_stage', 'demo']
+__all__ = ['DEMO_PRESETS', 'DEMO_TIMES', 'DEMO_CHECK_ONLY', 'PERCEPTUAL_NOTES', 'ahri_demo', 'PipelineConfig', 'DemoConfig',
+           'stage_config', 'demo_stages', 'verdict', 'report_markdown', 'run_stage', 'demo']
 
 # %% ../../nbs/35_demo.ipynb #b494d522
 DEMO_PRESETS = {
@@ -32,7 +33,9 @@ DEMO_PRESETS = {
     'smoke': dict(episodes=6, max_steps=40, tok=dict(preset='tiny', steps=5, batch_size=4),
                   dyn=dict(preset='tiny', steps=4, batch_size=2, seq_len=4, long_len=0),
                   pixel=dict(preset='tiny', steps=3, batch_size=2), latent=dict(preset='tiny', steps=3, batch_size=2),
-                  eval=dict(n=4, horizon=6, context=2))}
+                  eval=dict(n=4, horizon=6, context=2, speed_frames=2))}
+DEMO_TIMES = {'cpu': '10–25 min on 2 CPU cores', 'gpu': 'about an hour on one GPU', 'smoke': 'about a minute on 2 CPU cores'}
+DEMO_CHECK_ONLY = ('smoke',)                  # presets too small for their numbers to mean anything
 
 @dataclass(kw_only=True)
 class PipelineConfig(Config):
@@ -56,7 +59,7 @@ class DemoConfig(PipelineConfig):
     "The quickstart: collect coinrun, train tokenizer, dynamics and baselines, evaluate, write report.md and report.json"
     presets:ClassVar = DEMO_PRESETS
     out:str = 'runs/demo'                     # output folder (rerun the same command to resume)
-    preset:str = 'cpu'                        # cpu (2 cores, 10-25 min), gpu (one GPU) or smoke (every stage in a minute or two, for tests)
+    preset:str = 'cpu'                        # cpu (10–25 min on 2 CPU cores), gpu (about an hour on one GPU) or smoke (about a minute on 2 CPU cores: checks that every stage runs; its numbers mean nothing)
     episodes:Count|None = None                # coinrun episodes to collect
     max_steps:Count|None = None               # longest episode
     tok:dict|None = None                      # tokenizer settings (TokenizerConfig fields)
@@ -84,7 +87,7 @@ def demo_stages(cfg:DemoConfig)->list[tuple]:
         ('baseline_pixel', train_baseline, stage_config(BaselineConfig, 'pixel', dict(kind='pixel', data=d('data'), out=d('baseline_pixel'), **c), cfg.pixel)),
         ('baseline_latent', train_baseline, stage_config(BaselineConfig, 'latent', dict(kind='latent', data=d('latents'), out=d('baseline_latent'), **c), cfg.latent)),
         ('eval', eval_world_model, stage_config(WorldModelEvalConfig, 'eval', dict(ckpt=d('dynamics'), data=d('data'), K=[4, 64, 1], pixel=d('baseline_pixel'),
-                                                                            latent=d('baseline_latent'), out=d('eval'), no_lpips=True,
+                                                                            latent=d('baseline_latent'), out=d('eval'),
                                                                             seed=cfg.seed, **io), cfg.eval))]
 
 # %% ../../nbs/35_demo.ipynb #5e1a9df9
@@ -101,20 +104,27 @@ def verdict(res:dict, model:str='dynamics K=4', floor:str='copy last frame', fro
 
 def _fmt(v, spec): return '–' if v is None else format(v, spec)
 
+PERCEPTUAL_NOTES = {'lpips': 'LPIPS: AlexNet, v0.1, from the cached torchvision weights.',
+                    'st_lpips': 'ST-LPIPS: the shift-tolerant LPIPS of Ghildyal & Liu (2022), AlexNet, with the weights that ship with '
+                                'stlpips-pytorch (no AlexNet weights are cached here for LPIPS); on its own scale, not comparable with LPIPS values.'}
+
 def report_markdown(rep:dict)->str:
     "report.md from report.json's contents"
     res, v = rep['eval'], rep['verdict']
     hs = [h for h in ('1', '5', '10', '30') if h in next(iter(res['models'].values()))['mse_at']]
+    pk = perceptual_key(next(iter(res['models'].values()))['mean'])
     lines = ["# ahri quickstart: a world model of Procgen coinrun", '',
-             f"Preset `{rep['preset']}` · {rep['machine']['device']} · {rep['machine']['threads']} threads · torch {rep['machine']['torch']} · "
+             f"Preset `{rep['preset']}` (expected: {DEMO_TIMES.get(rep['preset'], 'not timed')}) · {rep['machine']['device']} · {rep['machine']['threads']} threads · torch {rep['machine']['torch']} · "
              f"{rep['total_seconds'] / 60:.1f} min in all · {rep['date']}", '',
+             *([f"**The `{rep['preset']}` preset only checks that every stage runs: its models train for a few steps on a few short "
+                "episodes, and none of the numbers below means anything.** Run the `cpu` preset for results.", ''] if rep['preset'] in DEMO_CHECK_ONLY else []),
              f"{res['windows']} held-out windows: {res['context']} context frames, then {res['horizon']} frames imagined from the actions "
              f"actually taken, scored against what happened. {res['split'][0].upper() + res['split'][1:]}.", '',
-             '| model | PSNR | SSIM | LPIPS | ' + ' | '.join(f'MSE@{h}' for h in hs) + ' | action-shuffle ratio | frames/s |',
+             f'| model | PSNR | SSIM | {perceptual_label(pk) if pk else "LPIPS"} | ' + ' | '.join(f'MSE@{h}' for h in hs) + ' | action-shuffle ratio | frames/s |',
              '|---|---|---|---|' + '---|' * len(hs) + '---|---|']
     for k, r in res['models'].items():
         fps = r.get('frames_per_s_single')
-        lines.append(f"| {k} | {r['mean']['psnr']:.2f} | {r['mean']['ssim']:.3f} | {_fmt(r['mean'].get('lpips'), '.3f')} | "
+        lines.append(f"| {k} | {r['mean']['psnr']:.2f} | {r['mean']['ssim']:.3f} | {_fmt(r['mean'].get(pk), '.3f')} | "
                      + ' | '.join(f"{r['mse_at'][h]:.4f}" for h in hs)
                      + f" | {_fmt(r.get('action_shuffle_ratio'), '.2f')} | {_fmt(fps, '.1f') + ' (1 stream)' if fps else '–'} |")
     win = 'beats' if v['beats_floor'] else 'does **not** beat'
@@ -123,7 +133,7 @@ def report_markdown(rep:dict)->str:
               + (f" K=4 is {v['psnr_vs_K64']:+.2f} dB from K=64 in mean PSNR." if 'psnr_vs_K64' in v else ''), '',
               'The tokenizer row encodes and decodes the true future: the ceiling for any latent model. Frames/s of the dynamics '
               'rows: a single stream imagining and decoding on this machine; the other rows: batched evaluation throughput. '
-              f"LPIPS: {res['lpips_note'] or 'computed'}.", '',
+              + PERCEPTUAL_NOTES.get(pk, f"Perceptual metric: {res.get('perceptual_note')}."), '',
               '![PSNR and SSIM against the horizon](eval/horizon.png)', '',
               "![rollouts](eval/rollouts.gif)", '',
               f"Rows: held-out windows. Columns: {' | '.join(rep['video_columns'])}; the first {res['context']} frames are the context "

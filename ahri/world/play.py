@@ -108,14 +108,20 @@ def read_keys(timeout:float=0.0)->list[str]:
 
 # %% ../../nbs/36_play.ipynb #67e47e75
 class PlaySession:
-    "A single-stream game inside the world model: `reset` from a real episode, `step(action)` -> uint8 frame"
+    "A single-stream game inside the world model: `reset` from a real episode, `step(action)` -> uint8 frame; discrete or continuous actions"
     def __init__(self, ckpt:str|Path, data:str|Path|None=None, K:int=4, tau_ctx:float=TAU_CTX, context:int=4,
                  window:int|None=None, device=None, seed:int=0, weights:str='auto'):
         self.dyn = open_world_model(ckpt, data, weights, device)
         self.tok, self.store, self.eps, self.env = self.dyn.tok, self.dyn.store, self.dyn.eps, self.dyn.store.env
         self.K, self.tau_ctx, self.context, self.window = K, tau_ctx, context, window
         self.g = torch.Generator(self.dyn.device).manual_seed(seed); self.rng = np.random.default_rng(seed)
-        self.n_actions = self.dyn.model.config['n_actions']
+        self.n_actions, self.action_dim = self.dyn.model.config['n_actions'], self.dyn.model.config.get('action_dim')
+        self.frames, self.seconds = 0, 0.0                     # frames imagined since the last reset, and the model's time for them
+
+    @property
+    def frames_per_s(self)->float|None:
+        "Frames imagined (and decoded) per second since the last reset"
+        return self.frames / self.seconds if self.seconds else None
 
     @torch.no_grad()
     def reset(self)->np.ndarray:
@@ -125,13 +131,24 @@ class PlaySession:
         x = frames_to_float(torch.from_numpy(np.array(ep['frames'][:C]))[None], self.dyn.device)
         acts = torch.from_numpy(np.array(ep['actions'][:C - 1]))[None].to(self.dyn.device) if self.n_actions else None
         self.im = Imagination(self.dyn.model, self.K, self.tau_ctx, self.window, self.g).prime(self.tok.model.encode(x), acts)
+        self.frames, self.seconds = 0, 0.0
         return np.array(ep['frames'][C - 1])
 
     @torch.no_grad()
-    def step(self, action:int|None)->np.ndarray:
+    def step(self, action)->np.ndarray: # an int (discrete), a sequence of `action_dim` floats (continuous), or None (no action)
         "Imagine and decode the frame after `action`"
-        a = None if action is None or not self.n_actions else torch.tensor([action], device=self.dyn.device)
-        return frames_to_uint8(self.tok.model.decode(self.im.step(a)[None])[0, 0]).numpy()
+        if action is None or not (self.n_actions or self.action_dim): a = None
+        elif self.action_dim:
+            a = torch.as_tensor(np.asarray(action, np.float32).reshape(1, self.action_dim), device=self.dyn.device)
+        else: a = torch.tensor([int(action)], device=self.dyn.device)
+        t0 = time.perf_counter()
+        img = frames_to_uint8(self.tok.model.decode(self.im.step(a)[None])[0, 0]).numpy()
+        self.seconds += time.perf_counter() - t0; self.frames += 1
+        return img
+
+    def set_K(self, K:int):
+        "Imagine the next frames with K denoising steps each"
+        self.im.set_K(K); self.K = K
 
 # %% ../../nbs/36_play.ipynb #169f0ff5
 @dataclass(kw_only=True)
@@ -166,7 +183,7 @@ def play(cfg:PlayConfig)->dict:
     s = PlaySession(cfg.ckpt, cfg.data, cfg.K, cfg.tau_ctx, cfg.context, cfg.window, cfg.device, cfg.seed, cfg.weights)
     keys, noop, quit_key = key_map(s.env, s.n_actions or 1)
     ka, helps = KeyActions(keys, noop, quit_key), textwrap.wrap(env_key_help(s.env, s.n_actions or 1), 100) if keyboard else []
-    shown, t_model, act = [s.reset()], 0.0, noop
+    shown, act = [s.reset()], noop
     ended = f'--frames {cfg.frames} reached (a larger --frames plays longer)'
     def draw(img, status):
         if cfg.no_display: return
@@ -180,16 +197,15 @@ def play(cfg:PlayConfig)->dict:
                     act = ka(read_keys())
                     if act is None: ended = f'{quit_key} pressed'; break
                 elif cfg.policy == 'random' or i == 0 or s.rng.random() > 0.8: act = int(s.rng.integers(0, s.n_actions or 1))
-                t1 = time.perf_counter(); img = s.step(act); t_model += time.perf_counter() - t1
-                shown.append(img)
+                shown.append(img := s.step(act))
                 unknown = f'  (key {ka.unknown!r} does nothing)' if ka.unknown else ''
-                draw(img, f"frame {i + 1}/{cfg.frames}  action {act}  {(i + 1) / t_model:5.1f} frames/s (K={cfg.K}){unknown}")
+                draw(img, f"frame {i + 1}/{cfg.frames}  action {act}  {s.frames_per_s:5.1f} frames/s (K={cfg.K}){unknown}")
                 if cfg.fps: time.sleep(max(0.0, 1 / cfg.fps - (time.perf_counter() - t0)))
     except (Interrupted, KeyboardInterrupt) as e:      # Ctrl-C (or SIGTERM) ends the game like the quit key: the recording is still saved
         ended = 'Ctrl-C' if getattr(e, 'signum', signal.SIGINT) == signal.SIGINT else signal.Signals(e.signum).name
     if not cfg.no_display: sys.stdout.write('\x1b[0m\n'); sys.stdout.flush()   # a frame cut short leaves colours on and the cursor mid-line
     n = len(shown) - 1
-    res = {'frames': n, 'frames_per_s': n / t_model if t_model else None, 'K': cfg.K, 'ended': ended, 'record': None}
+    res = {'frames': n, 'frames_per_s': s.frames_per_s, 'K': cfg.K, 'ended': ended, 'record': None}
     if cfg.record and n:
         from ahri.world.eval import write_video
         res['record'] = str(write_video(np.stack(shown), cfg.record, fps=int(cfg.fps or 15)))

@@ -19,11 +19,16 @@ class Imagination:
                  tau_ctx:float=TAU_CTX,      # level that finished frames are re-noised to (put on the model's grid)
                  context:int|None=None,      # frames of context each frame attends to (None: all)
                  generator:torch.Generator|None=None): # for all noise (ε of new frames and of re-noising)
-        check_pow2(K, 'K')
-        if K > model.k_max: raise ValueError(f"K={K} exceeds the model's k_max={model.k_max} (its finest step is 1/{model.k_max})")
-        self.model, self.K, self.g, self.context = model, K, generator, context
+        self.model, self.g, self.context = model, generator, context
         self.tau_ctx = context_level(tau_ctx, model.k_max)
-        self.taus = sampling_taus(K)
+        self.set_K(K)
+
+    def set_K(self, K:int)->Imagination:
+        "Denoise the frames from now on with K steps each (what was imagined so far stays)"
+        check_pow2(K, 'K')
+        if K > self.model.k_max: raise ValueError(f"K={K} exceeds the model's k_max={self.model.k_max} (its finest step is 1/{self.model.k_max})")
+        self.K, self.taus = K, sampling_taus(K)
+        return self
 
     def _full(self, v:float, n:int=1): return torch.full((self.B, n), float(v), device=self.device)
 

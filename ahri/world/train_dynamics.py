@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import numpy as np
 from ..core import seed_everything, set_threads
-from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, resolve, command, help_problems
+from ..config import ConfigError, Count, NonNeg, Frac, Positive, Weight, Device, resolve, command, help_problems
 from ..learner import Learner, world, init_distributed, close_distributed
 from ..runs import RunConfig, open_run, fit_run, open_checkpoint, Trained, path_record, find_path
 from .data import EpisodeStore, split_episodes, window_starts, AlternatingBatches, held_out

@@ -92,15 +92,15 @@ class TransformerTokenizer(nn.Module):
 # %% ../../nbs/21_transformer_tokenizer.ipynb #5a156356
 def tokenizer_loss(p_max:float=0.75,              # largest per-frame mask ratio
                    warmup:int=1000,                # steps over which p_max ramps up from 0 (the curriculum)
-                   lpips:nn.Module|None=None,      # a perceptual metric from `ahri.metrics.load_lpips` (None: MSE only)
+                   lpips:nn.Module|None=None,      # a perceptual metric from `ahri.metrics.perceptual_metric` (None: MSE only)
                    lpips_weight:float=0.2):        # weight of the perceptual term
-    "Learner loss for the transformer tokenizer: MSE (+ weight·LPIPS) under MAE masks, curriculum at the Learner's step"
+    "Learner loss for the transformer tokenizer: MSE (+ weight·perceptual) under MAE masks, curriculum at the Learner's step"
     def loss(model, batch, step:int):
         x = frames_to_float(batch['frames'])                                       # (B, T, 3, H, W)
         P = getattr(model, 'module', model).P                                      # (inside a DDP wrapper)
         m = mae_mask(*x.shape[:2], P, mask_ratio_max(step, p_max, warmup), device=x.device)
         rec = model(x, m)
         out = {'mse': ((rec - x) ** 2).mean()}
-        if lpips is not None: out['lpips'] = lpips_weight * lpips(rec.flatten(0, 1), x.flatten(0, 1)).mean()
+        if lpips is not None: out['perceptual'] = lpips_weight * lpips(rec.flatten(0, 1), x.flatten(0, 1)).mean()
         return out
     return loss
