@@ -34,6 +34,7 @@ def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W
                base_steps:int|None=None,    # DDIM steps of the baseline (default: `default_base_steps`)
                generator:torch.Generator|None=None,
                guide:WallGuide|None=None,   # wall guidance of the sampling and a repair of the plan (`54_guidance`)
+               trace:list|None=None,        # if given, each DDIM step's estimate (maze coordinates, (B·n_samples, K or T, 2)) is appended
                **refine_kw)->np.ndarray:    # (B, n_samples, T, 2) maze coordinates
     "`n_samples` plans per maze with one of the methods, all samples in one batch (each maze prepared once)"
     m = planner_method(method)
@@ -43,7 +44,9 @@ def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W
     mz = each(maze_channels(occ).to(dev))
     st, gl = (each(to_unit(torch.as_tensor(np.asarray(v), dtype=torch.float32), hw).to(dev)) for v in (start, goal))
     maps = each(guide.maps(occ, dev)) if guide else None
-    u = m.sample(pl, mz, st, gl, T, generator, guide, maps, kp_steps, base_steps, **refine_kw)
+    seen = [] if trace is not None else None
+    u = m.sample(pl, mz, st, gl, T, generator, guide, maps, kp_steps, base_steps, seen, **refine_kw)
+    if trace is not None: trace += [from_unit(k.float(), hw).cpu().numpy() for k in seen]
     return from_unit(u.float(), hw).cpu().numpy().reshape(B, n_samples, T, 2)
 
 def wall_hits(occ:np.ndarray, samples:np.ndarray)->np.ndarray: # (N, n) segments crossing a wall

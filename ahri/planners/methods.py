@@ -26,9 +26,10 @@ def sample_plans(model, sched, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor
                  full:bool=False,           # `model` samples all T points (the full-sequence baseline)
                  generator=None,
                  guide:WallGuide|None=None, maps:torch.Tensor|None=None, # wall guidance and its maps (`guide.maps`)
+                 trace:list|None=None,      # if given, each DDIM step's (guided) estimate is appended to it
                  **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
     "One plan per row, tensors in and out"
-    kp = sample_keypoints(model, sched, mz, st, gl, ddim_steps, pred='x0', generator=generator,
+    kp = sample_keypoints(model, sched, mz, st, gl, ddim_steps, pred='x0', generator=generator, trace=trace,
                           guide=guide.on_estimates(maps, None if full else T) if guide else None)
     u = kp if full else fill(kp, T) if stage2 is None else refine(stage2, kp, mz, st, gl, **refine_kw)
     return guide.repair(maps, u) if guide else u
@@ -53,11 +54,12 @@ class PlannerMethod:
 
     def sample(self, pl, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor, T:int, # a planner run; maze channels, start, goal (unit)
                generator=None, guide:WallGuide|None=None, maps:torch.Tensor|None=None,
-               kp_steps:int=10, base_steps:int|None=None, **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
+               kp_steps:int=10, base_steps:int|None=None, trace:list|None=None, # trace: collects each DDIM step's estimate
+               **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
         "Plans of this method, one per row"
         if not self.available(pl): raise ValueError(f"this planner run has no {self.model} model, so it cannot plan with {self.name!r}")
         return sample_plans(getattr(pl, self.model), pl.sched, mz, st, gl, T, self.ddim_steps(T, kp_steps, base_steps),
-                            pl.stage2 if self.refine else None, self.full, generator, guide, maps, **(refine_kw if self.refine else {}))
+                            pl.stage2 if self.refine else None, self.full, generator, guide, maps, trace, **(refine_kw if self.refine else {}))
 
 PLANNERS = {m.name: m for m in (PlannerMethod('stage1', 'stage 1 (keypoints, filled)', 'stage1'),
                                 PlannerMethod('two_stage', 'stage 1 + stage 2', 'stage1', refine=True),

@@ -5,7 +5,7 @@
 # %% ../../nbs/82_plans.ipynb #a82c0004
 from __future__ import annotations
 import io
-import numpy as np
+import numpy as np, torch
 import ipywidgets as W
 from ..config import resolve
 from ..planners.maze import random_maze, maze_problem, load_mazes, segment_hits, astar, cell_of
@@ -13,6 +13,7 @@ from ..planners.methods import PLANNERS, planner_method
 from ..planners.guidance import WallGuide
 from ..planners.train import open_planner, planner_hw
 from ..planners.evaluate import plan_batch, diffusion_frames, draw_plan
+from ..planners.interp import fill
 from ..world.envs import pointmaze_layout
 from ..decisions.pixelmaze import PixelMaze
 from ..decisions.heads import open_agent
@@ -78,21 +79,24 @@ class MazePlans:
         if method == 'two_stage' and not guide:
             self.frames = diffusion_frames(self.pl, self.occ, self.start, self.goal, seed=seed)
         else:
-            traj = plan_batch(self.pl, self.occ[None], self.start[None], self.goal[None], method, 1,
+            m, seen, T = planner_method(method), [], self.pl.p['T']
+            traj = plan_batch(self.pl, self.occ[None], self.start[None], self.goal[None], method, 1, trace=seen,
                               generator=torch_generator(self.pl.device, seed), guide=WallGuide() if guide else None)[0, 0]
-            self.frames = [{'label': planner_method(method).label + (' + wall guidance' if guide else ''), 'keypoints': None, 'traj': traj}]
+            name = m.label + (' + wall guidance' if guide else '')
+            fill_in = lambda k: fill(torch.from_numpy(k)[None], T)[0].numpy()           # stage 1's straight segments (linear: any coordinates)
+            self.frames = [{'label': f'{name}, DDIM step {i + 1}/{len(seen)}', 'keypoints': None if m.full else k[0],
+                            'traj': k[0] if m.full else fill_in(k[0])} for i, k in enumerate(seen)]
+            self.frames.append({'label': f'{name}: the plan', 'keypoints': None, 'traj': traj})
         return self.frames
 
-    def summary(self)->dict:
-        "The last plan: segments crossing a wall, and its length against A*'s"
+    def summary(self, i:int=-1)->dict: # which frame (default: the plan)
+        "Frame i's path: whether a segment crosses a wall, and its length against A*'s"
         if not self.frames: return {}
-        traj = self.frames[-1]['traj']; found = astar(self.occ, cell_of(self.start), cell_of(self.goal))
+        traj = self.frames[i]['traj']; found = astar(self.occ, cell_of(self.start), cell_of(self.goal))
         return {'collides': bool(segment_hits(self.occ, traj).any()), 'length': float(np.linalg.norm(np.diff(traj, axis=0), axis=1).sum()),
                 'astar': float(found[1]) if found else None}
 
-def torch_generator(device, seed:int):
-    import torch
-    return torch.Generator(device=device).manual_seed(seed)
+def torch_generator(device, seed:int)->torch.Generator: return torch.Generator(device=device).manual_seed(seed)
 
 # %% ../../nbs/82_plans.ipynb #a82c000b
 def plan_png(occ, frame:dict|None, start, goal, size:float=3.4)->bytes:
@@ -152,7 +156,7 @@ class PlanExplorer:
         path = [cell_of(p) for p in f['traj']] if f else ()
         self.grid.paint(cell_of(mp.start), cell_of(mp.goal), path)
         self.image.value = plan_png(mp.occ, f, mp.start, mp.goal)
-        s = mp.summary()
+        s = mp.summary(self.step.value) if fr else {}
         self.info.value = (f"{f['label']}: " + ('<b>crosses a wall</b>' if s['collides'] else 'no wall crossed')
                            + f", length {s['length']:.2f} cells" + (f" (A*: {s['astar']:.2f})" if s['astar'] else '')) if f else 'click cells to move the start and goal, then plan'
 
