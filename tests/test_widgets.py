@@ -67,11 +67,17 @@ ERRORS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c
 
 def run_all(page, timeout:int=900_000):
     "Run every cell through the UI and wait until all have run and the kernel is idle (or a cell raised: that fails the test)"
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function("""() => { const nb = window.jupyterapp.shell.currentWidget, k = nb.sessionContext.session.kernel;
+    done = """() => { const nb = window.jupyterapp.shell.currentWidget, k = nb.sessionContext.session.kernel;
       const cells = nb.content.widgets.filter(c => c.model.type === 'code' && c.model.sharedModel.getSource().trim());
       const failed = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
-      return k.status === 'idle' && (failed || cells.every(c => c.model.executionCount !== null)); }""", timeout=timeout, polling=1000)
+      return k.status === 'idle' && (failed || cells.every(c => c.model.executionCount !== null)); }"""
+    started = """() => window.jupyterapp.shell.currentWidget.content.widgets.some(c => c.model.type === 'code' && c.model.executionCount !== null)
+      || window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status !== 'idle'"""
+    for _ in range(5):                                      # a command issued before the notebook is ready does nothing: issue it again
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        try: page.wait_for_function(started, timeout=20_000, polling=500); break
+        except Exception: continue
+    page.wait_for_function(done, timeout=timeout, polling=1000)
     errors = page.evaluate(ERRORS)
     assert not errors, errors
 
