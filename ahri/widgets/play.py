@@ -10,7 +10,7 @@ import ipywidgets as W
 from PIL import Image
 from ..flow import TAU_CTX
 from ..world.envs import env_kind
-from ..world.play import PlaySession, key_map, split_keys, KEY_NAMES
+from ..world.play import PlaySession, key_map, split_keys, keys_by_action, action_name
 
 # %% auto #0
 __all__ = ['DIRECTION_KEYS', 'frame_png', 'action_buttons', 'PlayWidget', 'play_widget']
@@ -31,10 +31,8 @@ def action_buttons(env:str, n_actions:int)->list[tuple[str, int]]:
     "(label, action) for every discrete action, in action order: its name and its keys, e.g. 'left (a ←)'"
     keys, noop, _ = key_map(env, n_actions); kind = env_kind(env)
     names = kind.action_names if keys is kind.keys else None
-    by = {a: [] for a in range(n_actions)}
-    for k, a in keys.items(): by[a].append(KEY_NAMES.get(k, k))
-    name = lambda a: names[a] if names and a < len(names) else f'action {a}'
-    return [(f"{name(a)} ({' '.join(ks)})" if ks else name(a), a) for a, ks in by.items()]
+    by = keys_by_action(keys)
+    return [(f"{action_name(a, names)} ({' '.join(by[a])})" if a in by else action_name(a, names), a) for a in range(n_actions)]
 
 # %% ../../nbs/80_play.ipynb #a80c000e
 class PlayWidget:

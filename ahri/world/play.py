@@ -20,8 +20,9 @@ from .train_dynamics import open_world_model
 from .train_tokenizer import WEIGHTS
 
 # %% auto #0
-__all__ = ['KEY_NAMES', 'ahri_play', 'ansi_frame', 'key_map', 'key_help', 'env_key_help', 'keys_epilog', 'split_keys',
-           'KeyActions', 'raw_terminal', 'read_keys', 'PlaySession', 'PlayConfig', 'play', 'show_play']
+__all__ = ['KEY_NAMES', 'ahri_play', 'ansi_frame', 'key_map', 'action_name', 'keys_by_action', 'key_help', 'env_key_help',
+           'keys_epilog', 'split_keys', 'KeyActions', 'raw_terminal', 'read_keys', 'PlaySession', 'PlayConfig', 'play',
+           'show_play']
 
 # %% ../../nbs/36_play.ipynb #5966efb8
 def ansi_frame(img:np.ndarray, # uint8 (H, W, 3), H even
@@ -46,13 +47,20 @@ def key_map(env:str, n_actions:int)->tuple[dict, int, str]:
 
 KEY_NAMES = {'\x1b[D': '←', '\x1b[C': '→', '\x1b[A': '↑', '\x1b[B': '↓'}   # how escape sequences are written in the key help
 
+def action_name(a:int, names:tuple|None=None)->str: return names[a] if names and a < len(names) else f'action {a}'
+
+def keys_by_action(keys:dict)->dict:
+    "action -> its keys as shown on screen (arrows as ←→↑↓), in the key map's order"
+    by = {}
+    for k, a in keys.items(): by.setdefault(a, []).append(KEY_NAMES.get(k, k))
+    return by
+
 def key_help(keys:dict, noop:int, quit_key:str,
              names:tuple|None=None # a name per action (default: 'action N')
             )->str:
     "The key map in one line, a group per action: 'a ← left · d → right · … · no key: no-op · x or Ctrl-C quits'"
-    name = lambda a: names[a] if names and a < len(names) else f'action {a}'
-    by = {}
-    for k, a in keys.items(): by.setdefault(a, []).append(KEY_NAMES.get(k, k))
+    name = lambda a: action_name(a, names)
+    by = keys_by_action(keys)
     return ' · '.join([f"{' '.join(ks)} {name(a)}" for a, ks in by.items()] + [f'no key: {name(noop)}', f'{quit_key} or Ctrl-C quits'])
 
 def env_key_help(env:str, n_actions:int)->str:
