@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np, torch
 from fastprogress.fastprogress import progress_bar
 from ..core import atomic_write_bytes
+from typing import Callable, Literal
 from ..config import Config, ConfigError, Count, Frac, resolve, command, help_problems
 
 # %% auto #0
-__all__ = ['ahri_mazes', 'random_maze', 'with_border', 'cell_centres', 'box_distance', 'nearest_wall_and_free', 'signed_distance',
-           'sdf', 'sdf_grid', 'astar', 'resample', 'chaikin', 'cell_of', 'grid_to_trajectory', 'points_in_walls',
-           'segment_hits', 'collision_stats', 'random_free_point', 'maze_problem', 'MazeProblems', 'make_mazes',
-           'save_mazes', 'load_mazes', 'MazesConfig', 'make_maze_file']
+__all__ = ['MAZE_FAMILIES', 'TRAIN_FAMILIES', 'HELD_OUT_FAMILIES', 'FamilyName', 'ahri_mazes', 'random_maze', 'loops_maze',
+           'rooms_maze', 'obstacles_maze', 'caves_maze', 'prim_maze', 'MazeFamily', 'make_maze', 'with_border',
+           'cell_centres', 'box_distance', 'nearest_wall_and_free', 'signed_distance', 'sdf', 'sdf_grid', 'astar',
+           'resample', 'chaikin', 'cell_of', 'grid_to_trajectory', 'points_in_walls', 'segment_hits', 'collision_stats',
+           'random_free_point', 'maze_problem', 'MazeProblems', 'make_mazes', 'save_mazes', 'load_mazes', 'MazesConfig',
+           'make_maze_file']
 
 # %% ../../nbs/50_maze.ipynb #83054612
 def random_maze(h:int=11, w:int=11,            # grid size in cells, each ≥ 5 (odd sizes use every row and column)
@@ -47,6 +50,138 @@ def random_maze(h:int=11, w:int=11,            # grid size in cells, each ≥ 5 
     drop = rng.random(len(r)) >= wall_density
     occ[r[drop], c[drop]] = False
     return occ
+
+# %% ../../nbs/50_maze.ipynb #fam00002
+def _lattice_step(i, j, R, C):
+    "The lattice rooms next to room (i, j) of an R×C lattice"
+    return [(i + di, j + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)) if 0 <= i + di < R and 0 <= j + dj < C]
+
+def _carve(occ, a, b):
+    "Open lattice rooms a and b and the wall between them"
+    occ[2 * a[0] + 1, 2 * a[1] + 1] = occ[2 * b[0] + 1, 2 * b[1] + 1] = False
+    occ[a[0] + b[0] + 1, a[1] + b[1] + 1] = False
+
+def _knock_out(occ, R, C, keep, rng):
+    "Drop each interior wall between two lattice rooms with probability 1 - keep"
+    r, c = np.nonzero(occ); h, w = occ.shape
+    between = (r > 0) & (r < h - 1) & (c > 0) & (c < w - 1) & (((r % 2 == 1) & (c % 2 == 0) & (c < 2 * C)) | ((r % 2 == 0) & (c % 2 == 1) & (r < 2 * R)))
+    r, c = r[between], c[between]; drop = rng.random(len(r)) >= keep
+    occ[r[drop], c[drop]] = False
+    return occ
+
+def loops_maze(h:int, w:int, rng=None,
+               braid:float|None=None   # share of dead ends opened into a loop (None: drawn from [0.3, 1])
+              )->np.ndarray:           # (h, w) bool, True = wall
+    "A corridor maze with loops: Kruskal's spanning tree on the odd lattice, then dead ends opened"
+    rng = np.random.default_rng(rng); braid = rng.uniform(0.3, 1.0) if braid is None else braid
+    R, C = (h - 1) // 2, (w - 1) // 2; occ = np.ones((h, w), bool)
+    edges = [((i, j), (i + 1, j)) for i in range(R - 1) for j in range(C)] + [((i, j), (i, j + 1)) for i in range(R) for j in range(C - 1)]
+    parent = list(range(R * C))
+    def root(x):
+        while parent[x] != x: parent[x] = parent[parent[x]]; x = parent[x]
+        return x
+    for n in rng.permutation(len(edges)):
+        a, b = edges[n]; ra, rb = root(a[0] * C + a[1]), root(b[0] * C + b[1])
+        if ra != rb: parent[ra] = rb; _carve(occ, a, b)
+    for i in range(R):
+        for j in range(C):
+            walls = [(a, b) for a, b in _lattice_step(i, j, R, C) if occ[i + a + 1, j + b + 1]]
+            if len(walls) == len(_lattice_step(i, j, R, C)) - 1 and walls and rng.random() < braid:   # a dead end
+                a, b = walls[rng.integers(len(walls))]; occ[i + a + 1, j + b + 1] = False
+    return occ
+
+def rooms_maze(h:int, w:int, rng=None,
+               min_room:int|None=None  # rooms are at least this many cells across (None: drawn from 2-4)
+              )->np.ndarray:
+    "Rooms separated by walls with doors: recursive division of an open field"
+    rng = np.random.default_rng(rng); m = int(rng.integers(2, 5)) if min_room is None else min_room
+    m = min(m, max(1, (max(h, w) - 1) // 2))                      # a small maze still gets one wall
+    occ, doors = np.zeros((h, w), bool), set()
+    def split(r0, r1, c0, c1):
+        horiz = (r1 - r0) > (c1 - c0) or ((r1 - r0) == (c1 - c0) and rng.random() < 0.5)
+        lo, hi = (r0, r1) if horiz else (c0, c1)
+        ends = lambda x: [(x, c0 - 1), (x, c1 + 1)] if horiz else [(r0 - 1, x), (r1 + 1, x)]
+        cand = [x for x in range(lo + m, hi - m + 1) if not any(d in doors for d in ends(x))]   # never wall off a door
+        if not cand: return
+        x = cand[rng.integers(len(cand))]
+        span = np.arange(c0, c1 + 1) if horiz else np.arange(r0, r1 + 1)
+        if horiz: occ[x, c0:c1 + 1] = True
+        else: occ[r0:r1 + 1, x] = True
+        for y in rng.choice(span, size=min(len(span), int(rng.integers(1, 3))), replace=False):
+            cell = (x, int(y)) if horiz else (int(y), x); occ[cell] = False; doors.add(cell)
+        if horiz: split(r0, x - 1, c0, c1); split(x + 1, r1, c0, c1)
+        else: split(r0, r1, c0, x - 1); split(r0, r1, x + 1, c1)
+    split(0, h - 1, 0, w - 1)
+    return occ
+
+def obstacles_maze(h:int, w:int, rng=None,
+                   density:float|None=None # share of wall cells (None: drawn from [0.15, 0.35])
+                  )->np.ndarray:
+    "An open field with scattered rectangular obstacles of 1 to 3 cells a side"
+    rng = np.random.default_rng(rng); density = rng.uniform(0.15, 0.35) if density is None else density
+    occ = np.zeros((h, w), bool)
+    while occ.mean() < density:
+        a, b = rng.integers(1, 4, 2); r, c = rng.integers(0, h - a + 1), rng.integers(0, w - b + 1)
+        occ[r:r + a, c:c + b] = True
+    return occ
+
+def caves_maze(h:int, w:int, rng=None,
+               fill:float|None=None,   # initial share of rock (None: drawn from [0.40, 0.48]; small caves may be all rock or all open)
+               steps:int=3             # smoothing rounds
+              )->np.ndarray:
+    "Caverns: random rock smoothed by a cellular automaton (rock stays with ≥ 4 rock neighbours, appears with ≥ 5)"
+    rng = np.random.default_rng(rng); fill = rng.uniform(0.40, 0.48) if fill is None else fill
+    occ = rng.random((h, w)) < fill
+    for _ in range(steps):
+        p = np.pad(occ, 1, mode='symmetric')                     # the outside mirrors the inside: no pull either way
+        n = sum(p[1 + dr:h + 1 + dr, 1 + dc:w + 1 + dc].astype(int) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
+        occ = np.where(occ, n >= 4, n >= 5)
+    return occ
+
+def prim_maze(h:int, w:int, rng=None,
+              wall_density:float|None=None # share of the removable interior walls kept (None: drawn from [0.5, 1])
+             )->np.ndarray:
+    "Prim's randomized spanning tree on the odd lattice (short, branching dead ends), then walls knocked out"
+    rng = np.random.default_rng(rng); keep = rng.uniform(0.5, 1.0) if wall_density is None else wall_density
+    R, C = (h - 1) // 2, (w - 1) // 2; occ = np.ones((h, w), bool)
+    seen = np.zeros((R, C), bool); s = (int(rng.integers(R)), int(rng.integers(C)))
+    seen[s] = True; occ[2 * s[0] + 1, 2 * s[1] + 1] = False
+    front = [(s, b) for b in _lattice_step(*s, R, C)]
+    while front:
+        a, b = front.pop(int(rng.integers(len(front))))
+        if seen[b]: continue
+        seen[b] = True; _carve(occ, a, b)
+        front += [(b, q) for q in _lattice_step(*b, R, C) if not seen[q]]
+    return _knock_out(occ, R, C, keep, rng)
+
+# %% ../../nbs/50_maze.ipynb #fam00004
+@dataclass(frozen=True)
+class MazeFamily:
+    "One kind of grid maze"
+    name:str                 # its key in `MAZE_FAMILIES` and on the command line
+    make:Callable            # make(h, w, rng, knob) → (h, w) bool walls
+    knob:str|None            # the name of its one parameter
+    train:bool               # the general planner trains on it (else it is held out)
+
+MAZE_FAMILIES = {f.name: f for f in (
+    MazeFamily('dfs', lambda h, w, rng, v: random_maze(h, w, rng, rng.uniform(0.5, 1.0) if v is None else v), 'wall_density', True),
+    MazeFamily('loops', lambda h, w, rng, v: loops_maze(h, w, rng, v), 'braid', True),
+    MazeFamily('rooms', lambda h, w, rng, v: rooms_maze(h, w, rng, None if v is None else int(v)), 'min_room', True),
+    MazeFamily('obstacles', lambda h, w, rng, v: obstacles_maze(h, w, rng, v), 'density', True),
+    MazeFamily('caves', lambda h, w, rng, v: caves_maze(h, w, rng, v), 'fill', False),
+    MazeFamily('prim', lambda h, w, rng, v: prim_maze(h, w, rng, v), 'wall_density', False))}
+TRAIN_FAMILIES = tuple(n for n, f in MAZE_FAMILIES.items() if f.train)
+HELD_OUT_FAMILIES = tuple(n for n, f in MAZE_FAMILIES.items() if not f.train)
+FamilyName = Literal[tuple(MAZE_FAMILIES)]      # the type of a config field naming a family
+
+def make_maze(family:str, h:int, w:int, rng=None,
+              knob:float|None=None   # the family's one parameter (None: drawn from its range)
+             )->np.ndarray:          # (h, w) bool, True = wall
+    "A maze of the named family"
+    if family not in MAZE_FAMILIES: raise ValueError(f"unknown maze family {family!r}: expected one of {', '.join(MAZE_FAMILIES)}")
+    if h < 5 or w < 5: raise ValueError(f"a maze needs at least 5×5 cells, got {h}×{w}")
+    rng = np.random.default_rng(rng)
+    return np.asarray(MAZE_FAMILIES[family].make(h, w, rng, knob), bool)
 
 # %% ../../nbs/50_maze.ipynb #538f7823
 def with_border(occ:np.ndarray)->np.ndarray:
@@ -184,15 +319,23 @@ def collision_stats(occ:np.ndarray, traj:np.ndarray)->dict:
 # %% ../../nbs/50_maze.ipynb #2b0f8074
 def random_free_point(occ:np.ndarray, rng:np.random.Generator, margin:float=0.2)->np.ndarray:
     "A uniform random point (x, y) in a random free cell, at least `margin` from the cell's sides"
-    free = np.argwhere(~occ); r, c = free[rng.integers(len(free))]
+    free = np.argwhere(~occ)
+    if not len(free): raise ValueError(f"a {occ.shape[0]}×{occ.shape[1]} maze with no free cell")
+    r, c = free[rng.integers(len(free))]
     return np.array([c, r], float) + margin + (1 - 2 * margin) * rng.random(2)
 
-def maze_problem(h:int, w:int, T:int, rng:np.random.Generator, wall_density:float=0.7,
+def maze_problem(h:int, w:int, T:int, rng:np.random.Generator,
+                 wall_density:float|None=0.7,     # the family's knob (`dfs`: share of walls kept; None: drawn)
                  min_dist:float=3.0,              # start and goal at least this far apart (straight line, cells)
-                 tries:int=100)->dict:
-    "One maze with a start, a goal, the A* path between them and its trajectory"
-    occ = random_maze(h, w, rng, wall_density)
-    for _ in range(tries):
+                 tries:int=100,
+                 family:str='dfs'                 # a key of `MAZE_FAMILIES`
+                )->dict:
+    "One maze with a start, a goal, the A* path between them and its trajectory (a fresh maze every 25 failed draws)"
+    new = lambda: make_maze(family, h, w, rng, wall_density)
+    occ = new()
+    for i in range(tries):
+        if (i and i % 25 == 0) or (~occ).sum() < 2: occ = new()  # e.g. a small cave that is all rock, or one tiny cavern
+        if (~occ).sum() < 2: continue
         s, g = random_free_point(occ, rng), random_free_point(occ, rng)
         if np.linalg.norm(s - g) < min_dist: continue
         found = astar(occ, cell_of(s), cell_of(g))
@@ -202,25 +345,25 @@ def maze_problem(h:int, w:int, T:int, rng:np.random.Generator, wall_density:floa
         if segment_hits(occ, traj).any(): continue          # T too small for this path: its chords cut a corner
         return {'occ': occ, 'start': s, 'goal': g, 'traj': traj, 'astar_len': length}
     raise ValueError(f"no start and goal at least {min_dist} apart with a collision-free {T}-point path in {tries} tries "
-                     f"(maze {h}×{w}): the maze is too small or T too short")
+                     f"({family} maze {h}×{w}): the maze is too small or T too short")
 
 # %% ../../nbs/50_maze.ipynb #bf016fee
 class MazeProblems:
     "Problem i of a seeded family, made on first use and kept: an on-the-fly dataset whose items never depend on order"
-    def __init__(self, n:int, h:int=11, w:int=11, T:int=64, seed:int=0, wall_density:float=0.7):
+    def __init__(self, n:int, h:int=11, w:int=11, T:int=64, seed:int=0, wall_density:float|None=0.7, family:str='dfs'):
         if n < 1: raise ValueError(f"n must be ≥ 1, got {n}")
-        self.n, self.h, self.w, self.T, self.seed, self.wall_density, self.cache = n, h, w, T, seed, wall_density, {}
+        self.n, self.h, self.w, self.T, self.seed, self.wall_density, self.family, self.cache = n, h, w, T, seed, wall_density, family, {}
     def __len__(self): return self.n
     def __getitem__(self, i:int)->dict:
         if not -self.n <= i < self.n: raise IndexError(f"problem {i} of {self.n}")
         i %= self.n
         if i not in self.cache:    # each problem has its own generator, seeded by (seed, i)
-            self.cache[i] = maze_problem(self.h, self.w, self.T, np.random.default_rng([self.seed, i]), self.wall_density)
+            self.cache[i] = maze_problem(self.h, self.w, self.T, np.random.default_rng([self.seed, i]), self.wall_density, family=self.family)
         return self.cache[i]
 
-def make_mazes(n:int, h:int=11, w:int=11, T:int=64, seed:int=0, wall_density:float=0.7, progress:bool=False)->dict:
-    "The n problems of `MazeProblems(n, h, w, T, seed, wall_density)`, stacked"
-    ds = MazeProblems(n, h, w, T, seed, wall_density)
+def make_mazes(n:int, h:int=11, w:int=11, T:int=64, seed:int=0, wall_density:float|None=0.7, progress:bool=False, family:str='dfs')->dict:
+    "The n problems of `MazeProblems(n, h, w, T, seed, wall_density, family)`, stacked"
+    ds = MazeProblems(n, h, w, T, seed, wall_density, family)
     ps = [ds[i] for i in (progress_bar(range(n)) if progress else range(n))]
     return {k: np.stack([p[k] for p in ps]) for k in ('occ', 'start', 'goal', 'traj', 'astar_len')}
 
@@ -255,7 +398,9 @@ class MazesConfig(Config):
     height:Count|None = None                  # rows (default: --size)
     width:Count|None = None                   # columns (default: --size)
     T:Count = 64                              # points per trajectory (at least 2)
-    wall_density:Frac = 0.7                   # share of interior walls kept (1: perfect mazes)
+    family:FamilyName = 'dfs'                 # the maze family (ahri.planners.maze.MAZE_FAMILIES)
+    wall_density:Frac = 0.7                   # dfs: share of interior walls kept (1: perfect mazes)
+    knob:float|None = None                    # other families: their one parameter (default: drawn per maze)
     seed:int = 0                              # problem i is drawn from the generator seeded by (seed, i)
     overwrite:bool = False                    # replace an existing file
     quiet:bool = False                        # no progress bar
@@ -269,6 +414,7 @@ def make_maze_file(cfg:MazesConfig)->Path:
     "Generate the maze set of `cfg` and write it (refusing to replace a file unless `overwrite`)"
     cfg = resolve(cfg); out = Path(cfg.out)
     if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    return save_mazes(out, make_mazes(cfg.n, cfg.height or cfg.size, cfg.width or cfg.size, cfg.T, cfg.seed, cfg.wall_density, not cfg.quiet))
+    knob = cfg.wall_density if cfg.family == 'dfs' else cfg.knob
+    return save_mazes(out, make_mazes(cfg.n, cfg.height or cfg.size, cfg.width or cfg.size, cfg.T, cfg.seed, knob, not cfg.quiet, cfg.family))
 
 ahri_mazes = command(MazesConfig, make_maze_file, 'ahri_mazes', show=lambda p: f"wrote {p}")
