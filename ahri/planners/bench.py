@@ -32,7 +32,9 @@ def _inputs(hw, B:int, device):
 
 @torch.no_grad()
 def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_layers:int=6, kp_steps:int=10, batches=(1, 64),
-                  sizes:dict|None=None, min_time:float=1.0)->list[dict]:
+                  sizes:dict|None=None, min_time:float=1.0,
+                  general:bool=False       # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
+                 )->list[dict]:
     "Milliseconds per plan, ours (plain and wall-guided) and the baseline's, for each maze size and batch"
     rows, sched, wg = [], DDPMSchedule(100), WallGuide()
     for name, (hw, H) in (sizes or PLANNER_SIZES).items():
@@ -40,6 +42,10 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         base = KeypointDenoiser(hw, k=H, dim=dim, depth=depth, heads=heads, local=False, cnn_layers=cnn_layers).to(device).eval()
         pl, two, steps = SimpleNamespace(stage1=s1, stage2=s2, baseline=base, sched=sched), PLANNERS['two_stage'], PLANNERS['baseline'].ddim_steps(H)
+        if general:
+            gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
+                                  stage2=TrajDenoiser(None, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
+                                  sched=sched)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
             ours = lambda: two.sample(pl, maze, st, gl, H, kp_steps=kp_steps)
@@ -50,12 +56,16 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
             t_pass = time_fn(lambda: base(x, t, maze, st, gl), device, warmup=1, min_time=min_time)
             rows.append({'maze': name, 'H': H, 'batch': B, 'ours_ms': 1e3 * t_ours / B, 'guided_ms': 1e3 * t_guided / B, 'baseline_ms': 1e3 * t_pass * steps / B,
                          'baseline_steps': steps, 'speedup': t_pass * steps / t_ours})
+            if general:                                       # its keypoints: one every GAP points of this horizon
+                t_gen = time_fn(lambda: two.sample(gpl, maze, st, gl, H, kp_steps=kp_steps), device, warmup=1, min_time=min_time)
+                rows[-1].update(general_ms=1e3 * t_gen / B, general_ratio=t_gen / t_ours)
     return rows
 
 @dataclass(kw_only=True)
 class PlannerBenchConfig(Config):
     "Plan latency of the two-stage planner against the full-sequence baseline, at batch 1 and 64, per maze size"
-    preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small)
+    preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small, general, general_gpu)
+    general:bool = False                      # also time the general planner's models of these sizes (ratio to the one-size ones, same run)
     batches:list[Count] = (1, 64)             # batch sizes to time
     min_time:Positive = 1.0                   # seconds per measurement
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
@@ -67,7 +77,8 @@ class PlannerBenchConfig(Config):
 def run_planner_bench(cfg:PlannerBenchConfig)->dict:
     "`bench_planner` at a preset's sizes; returns (and optionally writes) the rows"
     cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device); p = PLANNER_PRESETS[cfg.preset]
-    rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time)
+    rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time,
+                         general=cfg.general)
     res = {'device': str(dev), 'threads': torch.get_num_threads(), 'preset': cfg.preset, 'rows': rows}
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
@@ -77,8 +88,11 @@ def format_planner(res:dict)->str:
     rows, device = res['rows'], res['device']
     lines = [f"plan latency on {device} ({res['threads']} threads), ms per plan",
              f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>10}{'guided':>10}{'baseline':>12}{'steps':>7}{'speedup':>9}"]
+    gen = any('general_ms' in r for r in rows)
+    if gen: lines[-1] += f"{'general':>10}{'÷ ours':>8}"
     for r in rows:
-        lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{r['ours_ms']:>10.2f}{r['guided_ms']:>10.2f}{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{r['speedup']:>8.0f}×")
+        lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{r['ours_ms']:>10.2f}{r['guided_ms']:>10.2f}{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{r['speedup']:>8.0f}×"
+                     + (f"{r['general_ms']:>10.2f}{r['general_ratio']:>7.2f}×" if gen else ''))
     return '\n'.join(lines)
 
 ahri_bench_planner = command(PlannerBenchConfig, run_planner_bench, 'ahri_bench planner', show=format_planner)

@@ -13,17 +13,19 @@ import torch
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_bytes, atomic_write_json
 from ..config import Config, ConfigError, Count, Device, resolve, command, help_problems
-from .maze import load_mazes, astar, cell_of, segment_hits
+from .maze import load_mazes, astar, cell_of, segment_hits, make_mazes, FamilyName, MAZE_FAMILIES, HELD_OUT_FAMILIES
+from .keyframes import horizon
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
 from .interp import refine, fill, plan_metrics, summarize, keyframes_for
 from .guidance import WallGuide
 from .methods import PLANNERS, PlannerName, planner_method
-from .train import open_planner, planner_hw
+from .train import open_planner, planner_hw, plan_horizon, plan_keypoints, TRAIN_SEED_BASE
 
 # %% auto #0
-__all__ = ['ahri_plan', 'ahri_eval_planner', 'plan_batch', 'wall_hits', 'plan_mazes', 'PlanConfig', 'plan_file', 'astar_lengths',
-           'evaluate_planner', 'format_table', 'PlannerEvalConfig', 'eval_file', 'show_planner_eval',
-           'diffusion_frames', 'draw_plan', 'frames_video']
+__all__ = ['ahri_plan', 'ahri_eval_planner', 'ahri_eval_families', 'plan_batch', 'wall_hits', 'plan_mazes', 'PlanConfig',
+           'plan_file', 'astar_lengths', 'evaluate_planner', 'format_table', 'PlannerEvalConfig', 'eval_file',
+           'show_planner_eval', 'family_sets', 'evaluate_families', 'format_family_table', 'family_summary',
+           'FamiliesEvalConfig', 'eval_families_file', 'diffusion_frames', 'draw_plan', 'frames_video']
 
 # %% ../../nbs/57_evaluate.ipynb #f8e0caed
 @torch.no_grad()
@@ -39,7 +41,8 @@ def plan_batch(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # (B, H, W
     "`n_samples` plans per maze with one of the methods, all samples in one batch (each maze prepared once)"
     m = planner_method(method)
     if not m.available(pl): raise ValueError(f"{pl.run} has no {m.model} model (it was trained with --steps_base 0)")
-    hw, dev, T, B = occ.shape[1:], pl.device, pl.p['T'], len(occ)
+    hw, dev, B = occ.shape[1:], pl.device, len(occ)
+    T = plan_horizon(pl.p, hw)                                                  # a general planner's horizon grows with the maze
     each = lambda z: z.repeat_interleave(n_samples, 0)                      # maze i's samples are rows i·n … i·n + n-1
     mz = each(maze_channels(occ).to(dev))
     st, gl = (each(to_unit(torch.as_tensor(np.asarray(v), dtype=torch.float32), hw).to(dev)) for v in (start, goal))
@@ -58,10 +61,9 @@ def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_si
     "Plans for every maze of a maze file: `traj` (N, T, 2) chosen, `samples` (N, n, T, 2), `collides` (N, n), `chosen` (N,)"
     if n_samples < 1: raise ValueError(f"--n_samples must be ≥ 1, got {n_samples}")
     occ, N = np.asarray(mazes['occ'], bool), len(mazes['occ'])
-    size = planner_hw(pl.p)
-    if occ.shape[1:] != size: raise ValueError(f"the planner was trained on {size[0]}×{size[1]} mazes; these are {occ.shape[1]}×{occ.shape[2]}")
+    T = plan_horizon(pl.p, occ.shape[1:])                                        # refuses a size a one-size planner never saw
     g = torch.Generator(device=pl.device).manual_seed(seed)
-    samples = np.zeros((N, n_samples, pl.p['T'], 2), np.float32)
+    samples = np.zeros((N, n_samples, T, 2), np.float32)
     chunks = range(0, N, batch_size)
     for i in (progress_bar(chunks) if progress else chunks):
         j = slice(i, min(i + batch_size, N))
@@ -131,11 +133,11 @@ def evaluate_planner(pl, mazes:dict, n_samples:int=1, methods=tuple(PLANNERS), s
                      **kw)->dict:
     "{row name: summary of `plan_metrics`} for the references and each method (single sample and best of n), per guide"
     occ, goal, ref = mazes['occ'], mazes['goal'], astar_lengths(mazes)
-    T = pl.p['T']; rows = {}
+    T = plan_horizon(pl.p, np.shape(occ)[1:]); rows = {}
     line = np.linspace(mazes['start'], mazes['goal'], T, axis=1)
     rows['straight line'] = summarize(plan_metrics(occ, line, goal, ref))
     if 'traj' in mazes and mazes['traj'].shape[1] == T:
-        kp = torch.as_tensor(mazes['traj'][:, keyframes_for(T, pl.stage1.k).levels[-1].numpy()], dtype=torch.float32)
+        kp = torch.as_tensor(mazes['traj'][:, keyframes_for(T, plan_keypoints(pl.p, T)).levels[-1].numpy()], dtype=torch.float32)
         rows['A* keypoints, filled'] = summarize(plan_metrics(occ, fill(kp, T).numpy(), goal, ref))
     timing = {}
     for suffix, guide in (guides or {'': None}).items():
@@ -198,6 +200,91 @@ def show_planner_eval(ev:dict)->str:
 
 ahri_eval_planner = command(PlannerEvalConfig, eval_file, 'ahri_eval_planner', show=show_planner_eval)
 
+# %% ../../nbs/57_evaluate.ipynb #fam10002
+def family_sets(families:tuple, sizes:tuple, n:int, seed:int=0, progress:bool=False)->dict:
+    "{(family, size): n held-out square problems at the size's horizon}, knobs drawn per maze"
+    if seed >= TRAIN_SEED_BASE: raise ValueError(f"held-out seeds must be below {TRAIN_SEED_BASE} (the training streams' range), got {seed}")
+    pairs = [(f, s) for f in families for s in sizes]
+    return {(f, s): make_mazes(n, s, s, horizon((s, s)), seed=seed, wall_density=None, family=f)
+            for f, s in (progress_bar(pairs) if progress else pairs)}
+
+def evaluate_families(pl, sets:dict, n_samples:int=4, methods=('stage1', 'two_stage'), guide:bool=True, seed:int=0,
+                      progress:bool=False, **kw)->dict:
+    "One `evaluate_planner` per (family, size) set: long-format rows with the family, size, whether each was trained on, and ms per plan"
+    p, rows = pl.p, []
+    trained_sizes = range(p['min_size'], p['size'] + 1) if p.get('general') else [p['size']]
+    trained_fams = p.get('families') or ['dfs']
+    guides = {'': None, ' + wall guidance': WallGuide()} if guide else None
+    items = list(sets.items())
+    for (fam, size), mz in (progress_bar(items) if progress else items):
+        ev = evaluate_planner(pl, mz, n_samples, methods, seed, False, guides, **kw)
+        ms = {planner_method(k.split(' + ')[0]).label + (' + wall guidance' if ' + ' in k else ''): v * 1e3 for k, v in ev['seconds_per_plan'].items()}
+        for name, r in ev['rows'].items():
+            rows.append({'family': fam, 'size': size, 'T': plan_horizon(p, (size, size)), 'family_trained': fam in trained_fams,
+                         'size_trained': size in trained_sizes, 'row': name, **r, 'ms': ms.get(name)})
+    return {'rows': rows, 'n_mazes': len(items[0][1]['occ']) if items else 0, 'n_samples': n_samples}
+
+def format_family_table(ev:dict)->str:
+    "The long table: one line per family, size and row (rates in %)"
+    head = f"{'family':<10}{'size':>5}{'T':>5}  {'':<52}{'collide %':>10}{'success %':>10}{'len/A*':>8}{'ms/plan':>9}"
+    lines, last = [head], None
+    for r in ev['rows']:
+        key = (r['family'], r['size'])
+        tag = f"{r['family'] + ('' if r['family_trained'] else '*'):<10}{r['size']:>4}{'' if r['size_trained'] else '*'}{r['T']:>5}" if key != last else ' ' * 25
+        lines.append(f"{tag}  {r['row']:<52}{100 * r['collides']:>10.1f}{100 * r['success']:>10.1f}{r.get('length_ratio', np.nan):>8.2f}"
+                     + (f"{r['ms']:>9.1f}" if r['ms'] is not None else f"{'':>9}"))
+        last = key
+    return '\n'.join(lines + ['* held out: a family the planner never trained on, or a size outside its training range'])
+
+def family_summary(ev:dict, rows:tuple=('stage 1 + stage 2', 'stage 1 + stage 2 + wall guidance'), key:str='collides')->str:
+    "A pivot: family × size, the `key` rate (%) of each chosen row"
+    sizes = sorted({r['size'] for r in ev['rows']}); fams = list(dict.fromkeys(r['family'] for r in ev['rows']))
+    get = {(r['family'], r['size'], r['row']): r for r in ev['rows']}
+    lines = [f"{key} % — " + ' | '.join(rows), f"{'family':<12}" + ''.join(f"{str(s) + ('' if get[(fams[0], s, rows[0])]['size_trained'] else '*'):>{8 * len(rows)}}" for s in sizes)]
+    for f in fams:
+        lines.append(f"{f + ('' if get[(f, sizes[0], rows[0])]['family_trained'] else '*'):<12}" +
+                     ''.join(''.join(f"{100 * get[(f, s, r)][key]:>8.1f}" for r in rows) for s in sizes))
+    return '\n'.join(lines)
+
+@dataclass(kw_only=True)
+class FamiliesEvalConfig(Config):
+    "Score a planner on held-out maze families and sizes: one table per family × size × method, unguided then guided"
+    ckpt:str                                  # planner run folder (ahri_train_planner; a general one for more than one size)
+    families:list[FamilyName] = tuple(MAZE_FAMILIES) # maze families (ahri.planners.maze.MAZE_FAMILIES; caves and prim are never trained on)
+    sizes:list[int] = (9, 15, 25, 30)         # square maze sizes (at least 5)
+    n:Count = 100                             # mazes per family and size
+    n_samples:Count = 4                       # plans per maze (rows for one sample and for the best of n)
+    methods:list[PlannerName] = ('stage1', 'two_stage') # the methods to score (add baseline for the full-sequence one: slow)
+    guide:bool = True                         # also score every method with wall guidance (--no-guide: unguided only)
+    kp_steps:Count = 10                       # DDIM steps of stage 1
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    batch_size:Count = 64                     # mazes per batch
+    out:str|None = None                       # write the results as JSON here (default: nowhere)
+    seed:int = 0                              # the held-out problems (below 1 000 000) and the sampling noise
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    overwrite:bool = False                    # replace an existing --out
+    quiet:bool = False                        # no progress bar
+    def check(self):
+        if min(self.sizes) < 5: raise ConfigError(f"--sizes must all be ≥ 5, got {min(self.sizes)}")
+        if self.seed >= TRAIN_SEED_BASE: raise ConfigError(f"--seed must be below {TRAIN_SEED_BASE} (the training streams' seeds), got {self.seed}")
+
+def eval_families_file(cfg:FamiliesEvalConfig)->dict:
+    "`evaluate_families` on `family_sets` of `cfg` (also written to `cfg.out`)"
+    cfg = resolve(cfg)
+    if cfg.out and Path(cfg.out).exists() and not cfg.overwrite: raise FileExistsError(f"{cfg.out} exists; pass --overwrite to replace it")
+    set_threads(cfg.threads)
+    pl = open_planner(cfg.ckpt, cfg.device)
+    for s in cfg.sizes: plan_horizon(pl.p, (s, s))                              # a one-size planner refuses other sizes before any work
+    sets = family_sets(tuple(cfg.families), tuple(cfg.sizes), cfg.n, cfg.seed)
+    ev = evaluate_families(pl, sets, cfg.n_samples, tuple(cfg.methods), cfg.guide, cfg.seed, not cfg.quiet,
+                           kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, batch_size=cfg.batch_size)
+    ev.update(ckpt=str(pl.run), steps=pl.steps, families=list(cfg.families), sizes=list(cfg.sizes))
+    if cfg.out: atomic_write_json(cfg.out, ev)
+    return ev
+
+ahri_eval_families = command(FamiliesEvalConfig, eval_families_file, 'ahri_eval_families', show=format_family_table)
+
 # %% ../../nbs/57_evaluate.ipynb #3122b0d8
 @torch.no_grad()
 def diffusion_frames(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # one maze (H, W), (2,), (2,)
@@ -207,13 +294,14 @@ def diffusion_frames(pl, occ:np.ndarray, start:np.ndarray, goal:np.ndarray, # on
     mz = maze_channels(occ[None]).to(dev)
     st, gl = (to_unit(torch.as_tensor(np.asarray(v)[None], dtype=torch.float32), hw).to(dev) for v in (start, goal))
     seen = []
-    kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=torch.Generator(device=dev).manual_seed(seed), trace=seen)
-    T = pl.p['T']; out = []
+    T = plan_horizon(pl.p, hw); out = []
+    kp = sample_keypoints(pl.stage1, pl.sched, mz, st, gl, kp_steps, pred='x0', generator=torch.Generator(device=dev).manual_seed(seed), trace=seen,
+                          k=plan_keypoints(pl.p, T))
     for i, k in enumerate(seen):
         out.append({'label': f'stage 1, DDIM step {i + 1}/{len(seen)}', 'keypoints': from_unit(k, hw)[0].cpu().numpy(),
                     'traj': from_unit(fill(k, T), hw)[0].cpu().numpy()})
     out.append({'label': 'stage 2 (one pass)', 'keypoints': from_unit(kp, hw)[0].cpu().numpy(),
-                'traj': from_unit(refine(pl.stage2, kp, mz, st, gl, **refine_kw), hw)[0].cpu().numpy()})
+                'traj': from_unit(refine(pl.stage2, kp, mz, st, gl, L=T, **refine_kw), hw)[0].cpu().numpy()})
     return out
 
 def draw_plan(ax, occ, traj=None, start=None, goal=None, keypoints=None, ref=None, title=None):

@@ -96,18 +96,19 @@ def descend(maps:torch.Tensor, u:torch.Tensor, # from `guide_maps`; (B, K, 2) va
             iters:int=20,            # gradient steps
             margin:float=0.1,        # clearance in cells
             A:torch.Tensor|None=None,# (m, K): dense points = A @ u (`path_matrix`); None: `densify(u)`
-            n:int=4                  # points per segment when A is None
+            n:int=4,                 # points per segment when A is None
+            axes:tuple=(1.0, 1.0)    # a factor on the step along x and along y (`WallGuide` sizes steps in cells with it)
            )->torch.Tensor:          # (B, K, 2), first and last points unchanged
     "Gradient descent of the wall cost with the endpoints held"
     if maps.shape[1] != 3: raise ValueError(f"descend needs maps with gradient channels (guide_maps), got {maps.shape[1]} channel(s)")
-    u = u.detach().clone()
+    u = u.detach().clone(); f = torch.tensor(axes, dtype=u.dtype, device=u.device)
     for _ in range(iters):
         q = densify(u, n) if A is None else A @ u
         s = _read(maps, q)                                                  # distance and its gradient at each point
         gq = (-2 * (margin - s[:, 0]).clamp(min=0))[..., None] * s[:, 1:].transpose(1, 2)   # d cost / d point
         g = densify_t(gq, n) if A is None else A.T @ gq
         g[:, 0] = 0; g[:, -1] = 0
-        u = u - lr * g
+        u = u - lr * f * g
     return u
 
 # %% ../../nbs/54_guidance.ipynb #bb56d1f6
@@ -120,17 +121,24 @@ class WallGuide:
     repair_iters:int=20     # gradient steps on the final plan (0: no repair)
     margin:float=0.1        # clearance in cells the cost asks for
     res:int=8               # map samples per cell side
+    ref_size:int|None=9     # steps as long in cells as in a ref_size × ref_size maze, whatever the maze (None: each maze's unit coordinates)
 
     def maps(self, occ:np.ndarray, device=None)->torch.Tensor:
         "The signed-distance maps, with gradient channels, of mazes (N, H, W)"
         return guide_maps(occ, self.res, device)
 
+    def axes(self, maps:torch.Tensor)->tuple:
+        "The step factors along x and y that make a step the same length in cells in a maze of any size"
+        if self.ref_size is None: return (1.0, 1.0)
+        H, W = maps.shape[-2] / self.res, maps.shape[-1] / self.res
+        return ((self.ref_size / W) ** 2, (self.ref_size / H) ** 2)   # a unit-coordinate gradient is W/2 × the cell one, a step 2/W of it
+
     def on_estimates(self, maps:torch.Tensor, T:int|None=None):
         "guide(x̂₀) → x̂₀ for `sample_keypoints`: keypoints judged by their fill to T points, or (T None) the plan itself"
         if self.iters <= 0: return None
         A = lambda x0: path_matrix(T, x0.shape[1], device=x0.device).to(x0.dtype) if T else None
-        return lambda x0: descend(maps, x0, self.scale, self.iters, self.margin, A(x0))
+        return lambda x0: descend(maps, x0, self.scale, self.iters, self.margin, A(x0), axes=self.axes(maps))
 
     def repair(self, maps:torch.Tensor, u:torch.Tensor)->torch.Tensor:
         "The final plans (B, T, 2), unit coordinates, moved out of the walls"
-        return descend(maps, u, self.repair_lr, self.repair_iters, self.margin) if self.repair_iters > 0 else u
+        return descend(maps, u, self.repair_lr, self.repair_iters, self.margin, axes=self.axes(maps)) if self.repair_iters > 0 else u

@@ -11,7 +11,7 @@ from torch import nn
 from ..layers import Block
 from .keyframes import Keyframes, corrupt
 from .maze import resample, collision_stats
-from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit,
+from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit, from_unit, fourier_position,
                                      sample_keypoints, keypoints_to_traj)
 
 # %% auto #0
@@ -35,11 +35,14 @@ class TrajDenoiser(nn.Module):
                  dim:int=128, depth:int=4, heads:int=4,
                  causal:bool=False,         # point t sees only points ≤ t (and the maze, start, goal, density)
                  local:bool=True,           # each point reads the maze features under its corrupted position
-                 cnn_layers:int=3, ends:bool=True): # the maze CNN's depth, and whether it reads start/goal maps
+                 cnn_layers:int=3, ends:bool=True, # the maze CNN's depth, and whether it reads start/goal maps
+                 general:bool=False):       # any maze size and any horizon (T is then the scale of the horizon feature)
         super().__init__()
-        self.config = dict(hw=list(hw), T=T, d=d, dim=dim, depth=depth, heads=heads, causal=causal, local=local, cnn_layers=cnn_layers, ends=ends)
-        self.hw, self.T, self.d, self.dim, self.causal = tuple(hw), T, d, dim, causal
-        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends)
+        self.config = dict(hw=list(hw) if hw else None, T=T, d=d, dim=dim, depth=depth, heads=heads, causal=causal, local=local,
+                           cnn_layers=cnn_layers, ends=ends, general=general)
+        self.hw, self.T, self.d, self.dim, self.causal, self.general = tuple(hw) if hw else None, T, d, dim, causal, general
+        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general)
+        if general: self.share, self.xpos = nn.Linear(dim, dim), nn.Linear(24, dim)    # index as a share of the plan; position in cells
         self.inp = nn.Linear(d + 2, dim)                                   # x_s, anchor flag, confidence
         self.local = nn.Linear(self.maze.width, dim) if local else None
         self.tpos = nn.Linear(dim, dim)                                    # of a sinusoidal embedding of the index
@@ -76,6 +79,10 @@ class TrajDenoiser(nn.Module):
         idx = self.tpos(timestep_embedding(torch.arange(T, device=x.device), self.dim))
         h = self.inp(torch.cat([x, anchor[..., None].to(x.dtype), conf[..., None].to(x.dtype)], -1)) + idx
         if self.local is not None: h = h + self.local(local_features(fmap, x[..., :2]))
+        if self.general:
+            share = torch.arange(T, device=x.device)[None] / (L[:, None] - 1).clamp(min=1)          # (B, T)
+            h = h + self.share(timestep_embedding(100 * share.flatten(), self.dim).view(B, T, -1).to(x.dtype))
+            h = h + self.xpos(fourier_position(from_unit(x[..., :2], maze.shape[-2:])))
         prefix = torch.cat([head, self.maze.tokens(fmap)], 1)
         z = torch.cat([prefix, h], 1)
         mask = self.attn_mask(prefix.shape[1], L, T)
@@ -158,6 +165,7 @@ def refine(model:TrajDenoiser, anchors:torch.Tensor, # (B, k_min, d) the sparses
            clamp:str='endpoints', clamp_dims:str='pos', soft:bool=False)->torch.Tensor: # (B, L, d) plans, unit coordinates
     "Stage 2: the straight-line fill through the anchors, refined in `steps` passes"
     B, k_min, d = anchors.shape; L = L or model.T; T = model.T
+    if model.general: T = L                                                  # trained on every horizon, unpadded
     if L > T: raise ValueError(f"horizon {L} is longer than the model's {T} points")
     if L != T and not model.causal: raise ValueError(f"the bidirectional model plans exactly {T} points; use the causal variant for L = {L}")
     kf = keyframes_for(L, k_min); Ls = torch.full((B,), L, device=anchors.device)
@@ -185,12 +193,13 @@ def bootstrap_prob(step:int, warmup:int=500, cap:float=0.5)->float:
 
 @torch.no_grad()
 def bootstrap(b:dict, stage1, sched, p:float,  # a batch from `interp_batch`, the stage-1 model and its schedule, the probability
-              kp_steps:int=10, generator:torch.Generator|None=None)->dict:
+              kp_steps:int=10, generator:torch.Generator|None=None,
+              k_min:int|None=None)->dict:    # keypoints of the batch's sparsest level (default: stage 1's k)
     "The batch with each plan, with probability p, re-corrupted as the level-S fill through stage-1 keypoints"
-    B, T = b['anchor'].shape; k_min = stage1.k
+    B, T = b['anchor'].shape; k_min = k_min or stage1.k
     i = (torch.rand(B, generator=generator) < p).nonzero()[:, 0]
     if len(i) == 0: return b
-    kp = sample_keypoints(stage1, sched, b['maze'][i], b['start'][i], b['goal'][i], kp_steps, pred='x0', generator=generator)
+    kp = sample_keypoints(stage1, sched, b['maze'][i], b['start'][i], b['goal'][i], kp_steps, pred='x0', generator=generator, k=k_min)
     b = {k: v.clone() for k, v in b.items()}
     for n, j in enumerate(i.tolist()):
         L = int(b['L'][j]); kf = keyframes_for(L, k_min)

@@ -8,7 +8,7 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['anchor_levels', 'Keyframes', 'level_sigma', 'corrupt']
+__all__ = ['GAP', 'anchor_levels', 'Keyframes', 'horizon', 'keypoints_for', 'level_sigma', 'corrupt']
 
 # %% ../../nbs/51_keyframes.ipynb #9322d7fc
 def anchor_levels(T:int,        # points in the trajectory
@@ -56,6 +56,20 @@ class Keyframes:
     def anchor_mask(self, s:torch.Tensor|int, B:int=1)->torch.Tensor:
         "(B, T) bool: which points are anchors at level s"
         return self.mask[torch.as_tensor(s).expand(B)]
+
+# %% ../../nbs/51_keyframes.ipynb #hz000002
+GAP = 8   # points between two stage-1 keypoints of a planner that handles any maze size
+
+def horizon(hw,                  # (H, W) maze size in cells
+            per_cell:float=3.0,  # points per cell of H + W
+            least:int=32)->int:  # the horizon T (a multiple of GAP)
+    "Points per plan in a maze of hw cells, from its size alone"
+    H, W = hw
+    return max(least, GAP * math.ceil(per_cell * (H + W) / GAP))
+
+def keypoints_for(T:int)->int:
+    "Stage-1 keypoints (endpoints included) for a horizon of T points: one every GAP points"
+    return max(2, T // GAP + 1)
 
 # %% ../../nbs/51_keyframes.ipynb #de85670b
 def level_sigma(kf:Keyframes, s:torch.Tensor, sigma_max:float=0.5, pow:float=1.0)->torch.Tensor:

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from ..layers import Block
 from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps, x0_to_eps
 from .maze import sdf_grid, segment_hits, points_in_walls
-from .keyframes import Keyframes
+from .keyframes import Keyframes, keypoints_for
 
 # %% auto #0
-__all__ = ['to_unit', 'from_unit', 'maze_channels', 'timestep_embedding', 'endpoint_maps', 'MazeEncoder', 'local_features',
-           'KeypointDenoiser', 'fix_endpoints', 'keypoint_batch', 'keypoint_loss', 'sample_keypoints',
-           'keypoints_to_traj', 'plan_collisions', 'stage1_report']
+__all__ = ['to_unit', 'from_unit', 'maze_channels', 'fourier_position', 'cell_grid', 'timestep_embedding', 'endpoint_maps',
+           'MazeEncoder', 'local_features', 'KeypointDenoiser', 'fix_endpoints', 'keypoint_batch', 'keypoint_loss',
+           'sample_keypoints', 'keypoints_to_traj', 'plan_collisions', 'stage1_report']
 
 # %% ../../nbs/52_keypoints.ipynb #ed933893
 def to_unit(p:torch.Tensor, hw)->torch.Tensor:
@@ -34,6 +34,20 @@ def maze_channels(occ:np.ndarray # (N, H, W) bool walls
     occ = np.asarray(occ, bool)
     sd = np.stack([sdf_grid(o, 1) for o in occ]).clip(-1, 2) / 2
     return torch.from_numpy(np.stack([occ.astype(np.float32), sd.astype(np.float32)], 1))
+
+def fourier_position(p:torch.Tensor, # (…, 2) maze coordinates (x, y) in cells
+                     n:int=6           # periods 2, 4, …, 2ⁿ cells
+                    )->torch.Tensor:   # (…, 4n)
+    "A position code in cells: sines and cosines that mean the same distance in a maze of any size"
+    f = 2 * math.pi / 2.0 ** torch.arange(1, n + 1, device=p.device, dtype=p.dtype)
+    a = (p[..., None] * f).flatten(-2)
+    return torch.cat([a.sin(), a.cos()], -1)
+
+def cell_grid(hw, device=None)->torch.Tensor:
+    "(H·W, 2) the (x, y) centres of the cells of an H×W maze, row-major"
+    H, W = hw
+    ys, xs = torch.meshgrid(torch.arange(H, device=device) + 0.5, torch.arange(W, device=device) + 0.5, indexing='ij')
+    return torch.stack([xs, ys], -1).reshape(-1, 2)
 
 def timestep_embedding(t:torch.Tensor, dim:int)->torch.Tensor:
     "Sinusoidal embedding (B, dim) of integer diffusion steps"
@@ -56,23 +70,26 @@ class MazeEncoder(nn.Module):
     "A same-resolution residual CNN over the maze (and, with `ends`, start/goal maps): a feature map and one token per cell"
     def __init__(self, hw, dim:int=128, width:int=64,
                  layers:int=3,              # 3×3 convolutions (the receptive field grows by 2 cells per layer)
-                 ends:bool=False):          # also read `endpoint_maps`, so the convolutions can relate walls to start and goal
+                 ends:bool=False,           # also read `endpoint_maps`, so the convolutions can relate walls to start and goal
+                 general:bool=False):       # cell positions also in cells (`fourier_position`), and a token for the maze's size
         super().__init__()
-        self.hw, self.ends, self.width = tuple(hw), ends, width
+        self.hw, self.ends, self.width, self.general = tuple(hw) if hw else None, ends, width, general
         chans = [2 + 2 * ends] + [width] * layers
         self.convs = nn.ModuleList([nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:])])
         self.proj, self.pos = nn.Linear(width, dim), nn.Linear(2, dim)
-        H, W = hw
-        ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing='ij')
-        self.register_buffer('centres', to_unit(torch.stack([xs, ys], -1).reshape(-1, 2), hw), persistent=False)
-    def features(self, maze:torch.Tensor,   # (B, 2, H, W) from `maze_channels`
+        if general: self.cellpos, self.size = nn.Linear(24, dim), nn.Linear(2, dim)
+    def features(self, maze:torch.Tensor,   # (B, 2, H, W) from `maze_channels`, any H and W
                  start:torch.Tensor|None=None, goal:torch.Tensor|None=None # (B, 2) unit coordinates (needed with `ends`)
                 )->torch.Tensor:            # (B, width, H, W)
-        h = torch.cat([maze, endpoint_maps(start, goal, self.hw).to(maze.dtype)], 1) if self.ends else maze
+        h = torch.cat([maze, endpoint_maps(start, goal, maze.shape[-2:]).to(maze.dtype)], 1) if self.ends else maze
         for i, c in enumerate(self.convs): h = F.gelu(c(h)) + (h if i else 0)     # residual after the first layer
         return h
-    def tokens(self, fmap:torch.Tensor)->torch.Tensor:    # (B, width, H, W) -> (B, H·W, dim)
-        return self.proj(fmap.flatten(2).transpose(1, 2)) + self.pos(self.centres)
+    def tokens(self, fmap:torch.Tensor)->torch.Tensor:    # (B, width, H, W) -> (B, H·W (+1 size token), dim)
+        hw = fmap.shape[-2:]; c = cell_grid(hw, fmap.device).to(fmap.dtype)
+        tok = self.proj(fmap.flatten(2).transpose(1, 2)) + self.pos(to_unit(c, hw))
+        if not self.general: return tok
+        size = self.size(torch.tensor(hw, device=fmap.device, dtype=fmap.dtype).log2())
+        return torch.cat([size.expand(len(fmap), 1, -1), tok + self.cellpos(fourier_position(c))], 1)
     def forward(self, maze, start=None, goal=None)->torch.Tensor: return self.tokens(self.features(maze, start, goal))
 
 def local_features(fmap:torch.Tensor, # (B, C, H, W) a map over the maze
@@ -89,12 +106,16 @@ class KeypointDenoiser(nn.Module):
                  steps:int=100,             # DDPM steps of the schedule the model is trained with
                  local:bool=True,           # each keypoint token also reads the maze features under its noisy position
                  cnn_layers:int=3,          # depth of the maze CNN
-                 ends:bool=True):           # the CNN also reads start/goal maps
+                 ends:bool=True,            # the CNN also reads start/goal maps
+                 general:bool=False):       # any maze size and any number of keypoints (k is then only the default)
         super().__init__()
-        self.config = dict(hw=list(hw), k=k, dim=dim, depth=depth, heads=heads, steps=steps, local=local, cnn_layers=cnn_layers, ends=ends)
-        self.hw, self.k, self.dim = tuple(hw), k, dim
-        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends)
-        self.inp, self.idx = nn.Linear(2, dim), nn.Parameter(torch.randn(k, dim) * 0.02)
+        self.config = dict(hw=list(hw) if hw else None, k=k, dim=dim, depth=depth, heads=heads, steps=steps, local=local,
+                           cnn_layers=cnn_layers, ends=ends, general=general)
+        self.hw, self.k, self.dim, self.general = tuple(hw) if hw else None, k, dim, general
+        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general)
+        self.inp = nn.Linear(2, dim)
+        if general: self.order, self.kpos = nn.Linear(2 * dim, dim), nn.Linear(24, dim)   # index as a share of the path; position in cells
+        else: self.idx = nn.Parameter(torch.randn(k, dim) * 0.02)
         self.local = nn.Linear(self.maze.width, dim) if local else None
         self.endpoint = nn.Linear(2, dim)
         self.kind = nn.Parameter(torch.randn(3, dim) * 0.02)          # time, start, goal
@@ -110,11 +131,18 @@ class KeypointDenoiser(nn.Module):
                )->torch.Tensor:             # (B, K, 2) ε̂ or x̂0
         head = torch.stack([self.t_mlp(timestep_embedding(t, self.dim)), self.endpoint(start), self.endpoint(goal)], 1) + self.kind
         fmap = self.maze.features(maze, start, goal)
-        kp = self.inp(x) + self.idx
+        K = x.shape[1]
+        kp = self.inp(x) + (self.index(K, x) if self.general else self.idx)
+        if self.general: kp = kp + self.kpos(fourier_position(from_unit(x, maze.shape[-2:])))
         if self.local is not None: kp = kp + self.local(local_features(fmap, x))
         h = torch.cat([head, self.maze.tokens(fmap), kp], 1)
         for blk in self.blocks: h = blk(h)
-        return self.out(self.norm(h[:, -self.k:]))
+        return self.out(self.norm(h[:, -K:]))
+
+    def index(self, K:int, x:torch.Tensor)->torch.Tensor: # (K, dim)
+        "The embedding of keypoint i of K: its index and its share i/(K-1) of the path, so any K means something"
+        i = torch.arange(K, device=x.device)
+        return self.order(torch.cat([timestep_embedding(i, self.dim), timestep_embedding(100 * i / max(K - 1, 1), self.dim)], -1)).to(x.dtype)
 
 # %% ../../nbs/52_keypoints.ipynb #9ec7afa3
 def fix_endpoints(x:torch.Tensor, start:torch.Tensor, goal:torch.Tensor)->torch.Tensor:
@@ -149,11 +177,14 @@ def sample_keypoints(model:KeypointDenoiser, sched:DDPMSchedule,
                      pred:str='eps',        # what the model was trained to predict
                      generator:torch.Generator|None=None,
                      trace:list|None=None,  # if given, each step's x̂₀ (clipped, endpoints fixed, guided) is appended to it
-                     guide=None             # guide(x̂₀) → x̂₀: a correction applied to every estimate before its DDIM step
+                     guide=None,            # guide(x̂₀) → x̂₀: a correction applied to every estimate before its DDIM step
+                     k:int|None=None        # keypoints to sample (default: the model's k; other values need a general model)
                     )->torch.Tensor:        # (B, K, 2) unit coordinates
     "DDIM sampling of the keypoints with the endpoints held fixed and every x̂₀ kept inside the maze"
     B, dev = start.shape[0], start.device
-    noise = torch.randn((B, model.k, 2), generator=generator, device=dev)
+    k = k or model.k
+    if k != model.k and not model.general: raise ValueError(f"this keypoint model samples exactly {model.k} points, not {k} (train a general planner for other horizons)")
+    noise = torch.randn((B, k, 2), generator=generator, device=dev)
     def f(x, t, **c):
         out = model(fix_endpoints(x, start, goal), t, maze, start, goal)
         if trace is None and guide is None: return out

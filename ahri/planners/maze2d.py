@@ -28,7 +28,8 @@ __all__ = ['PUBLISHED_MAZE2D', 'CONTROLLERS', 'MAZE2D_METHODS', 'Maze2DMethod', 
            'ahri_eval_maze2d', 'normalized_score', 'env_to_grid', 'grid_to_env', 'flip_y', 'observe', 'WaypointExpert',
            'collect_maze2d', 'save_maze2d', 'load_maze2d', 'maze2d_episodes', 'maze2d_windows', 'episode_problems',
            'PathFollower', 'start_cells', 'rollout_maze2d', 'expert_maker', 'astar_maker', 'planner_maker',
-           'evaluate_maze2d', 'Maze2DConfig', 'train_maze2d', 'Maze2DEvalConfig', 'eval_maze2d_file', 'format_maze2d']
+           'evaluate_maze2d', 'Maze2DConfig', 'train_maze2d', 'maze2d_layout_of', 'Maze2DEvalConfig',
+           'eval_maze2d_file', 'format_maze2d']
 
 # %% ../../nbs/58_maze2d.ipynb #ae929755
 PUBLISHED_MAZE2D = {'Diffuser': {'umaze': 113.9, 'medium': 121.5, 'large': 123.0},   # the papers' D4RL Maze2D tables
@@ -213,9 +214,11 @@ MAZE2D_METHODS = (*CONTROLLERS, *PLANNERS)
 Maze2DMethod = Literal[MAZE2D_METHODS]
 
 def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:int=0, n_samples:int=1, seed:int=0,
-                    progress:bool=False, **kw)->dict:
+                    progress:bool=False,
+                    layout:str|None=None,   # the layout (default: the run's; a general planner plans any)
+                    **kw)->dict:
     "{method: R, score, score vs the expert, success, first-reach step, planning ms} over the same `episodes` starts"
-    name = pl.p['layout']; occ = pointmaze_layout(name).occ; env = pointmaze_env(name); rows = {}
+    name = maze2d_layout_of(pl, layout); occ = pointmaze_layout(name).occ; env = pointmaze_env(name); rows = {}
     makers = {k: f(occ, kw.get('follow_kw')) for k, f in CONTROLLERS.items()}
     for m in methods:
         if m in PLANNERS and not planner_method(m).available(pl): continue
@@ -268,10 +271,20 @@ def train_maze2d(cfg:Maze2DConfig)->Trained:
 ahri_train_maze2d = command(Maze2DConfig, train_maze2d, 'ahri_train_maze2d', show=show_planner)
 
 # %% ../../nbs/58_maze2d.ipynb #bb551113
+def maze2d_layout_of(pl, layout:str|None=None)->str:
+    "The layout a planner run is scored on: its own, or `layout` for a general planner (ahri_train_planner --preset general)"
+    own = pl.p.get('layout')
+    if layout is None and own is None: raise ValueError(f"{pl.run} is not a Maze2D planner: pass --layout (a general planner plans any layout)")
+    if layout is not None and own is not None and layout != own: raise ValueError(f"{pl.run} was trained on the {own} layout, not {layout}")
+    if layout is not None and own is None and not pl.p.get('general'):
+        raise ValueError(f"{pl.run} plans only {pl.p['size']}×{pl.p['size']} mazes; Maze2D needs a Maze2D planner or a general one")
+    return layout or own
+
 @dataclass(kw_only=True)
 class Maze2DEvalConfig(Config):
     "Closed-loop Maze2D scores of a trained planner: D4RL normalized score, success, first-reach time"
-    ckpt:str                                  # planner run folder (ahri_train_maze2d)
+    ckpt:str                                  # planner run folder (ahri_train_maze2d, or a general ahri_train_planner run with --layout)
+    layout:Literal[tuple(POINTMAZE)]|None = None # the layout (default: the run's; needed for a general planner)
     episodes:Count = 100                      # episodes per method (the same starts for each)
     methods:list[Maze2DMethod] = MAZE2D_METHODS # rows of the table: the references and the planning methods
     replan_every:NonNeg = 0                   # replan every this many steps (0: plan once)
@@ -292,10 +305,10 @@ def eval_maze2d_file(cfg:Maze2DEvalConfig)->dict:
     if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     set_threads(cfg.threads)
     pl = open_planner(cfg.ckpt, cfg.device)
-    if 'layout' not in pl.p: raise ValueError(f"{cfg.ckpt} is not a Maze2D planner (train one with ahri_train_maze2d)")
+    layout = maze2d_layout_of(pl, cfg.layout)
     kw = {'steps': cfg.refine_steps, 'guide': WallGuide() if cfg.guide else None}
-    rows = evaluate_maze2d(pl, cfg.episodes, tuple(cfg.methods), cfg.replan_every, cfg.n_samples, cfg.seed, not cfg.quiet, **kw)
-    res = {'layout': pl.p['layout'], 'episodes': cfg.episodes, 'replan_every': cfg.replan_every, 'n_samples': cfg.n_samples,
+    rows = evaluate_maze2d(pl, cfg.episodes, tuple(cfg.methods), cfg.replan_every, cfg.n_samples, cfg.seed, not cfg.quiet, layout, **kw)
+    res = {'layout': layout, 'general': bool(pl.p.get('general')), 'episodes': cfg.episodes, 'replan_every': cfg.replan_every, 'n_samples': cfg.n_samples,
            'guide': cfg.guide, 'steps': pl.steps, 'rows': rows}
     atomic_write_json(out, res)
     return res

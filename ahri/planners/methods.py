@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 import torch
+from .keyframes import keypoints_for
 from .keypoints import sample_keypoints
 from .interp import refine, fill
 from .guidance import WallGuide
@@ -29,9 +30,10 @@ def sample_plans(model, sched, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor
                  trace:list|None=None,      # if given, each DDIM step's (guided) estimate is appended to it
                  **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
     "One plan per row, tensors in and out"
+    k = T if full else keypoints_for(T) if model.general else model.k    # a general model: a keypoint every GAP points
     kp = sample_keypoints(model, sched, mz, st, gl, ddim_steps, pred='x0', generator=generator, trace=trace,
-                          guide=guide.on_estimates(maps, None if full else T) if guide else None)
-    u = kp if full else fill(kp, T) if stage2 is None else refine(stage2, kp, mz, st, gl, **refine_kw)
+                          guide=guide.on_estimates(maps, None if full else T) if guide else None, k=k)
+    u = kp if full else fill(kp, T) if stage2 is None else refine(stage2, kp, mz, st, gl, **({'L': T} if stage2.general else {}), **refine_kw)
     return guide.repair(maps, u) if guide else u
 
 # %% ../../nbs/55_methods.ipynb #777e34e1

@@ -15,22 +15,28 @@ from ..config import ConfigError, Count, NonNeg, Frac, Positive, Device, resolve
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, TrainConfig, RandomBatches, init_distributed
 from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained
-from .keyframes import Keyframes
-from .maze import make_mazes
+import numpy as np
+from .keyframes import Keyframes, horizon, keypoints_for
+from .maze import make_mazes, maze_problem, FamilyName, TRAIN_FAMILIES
 from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss
-from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstrap_prob
+from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstrap_prob, keyframes_for
 
 # %% auto #0
 __all__ = ['PLANNER_PRESETS', 'TRAIN_SEED_BASE', 'SETTINGS', 'STAGES', 'ahri_train_planner', 'PlannerStages', 'planner_settings',
-           'PlannerConfig', 'fresh_mazes', 'planner_hw', 'borrowed_stage1', 'train_stage1', 'stage2_loss',
-           'train_stage2', 'train_full', 'train_stages', 'train_planner', 'show_planner', 'open_planner']
+           'PlannerConfig', 'fresh_mazes', 'mixture_mazes', 'planner_hw', 'plan_horizon', 'plan_keypoints',
+           'borrowed_stage1', 'train_stage1', 'stage2_loss', 'train_stage2', 'train_full', 'train_stages',
+           'train_planner', 'show_planner', 'open_planner']
 
 # %% ../../nbs/56_train.ipynb #dc164f98
 PLANNER_PRESETS = {
     'tiny':  dict(size=9, T=64, k=9, dim=96, depth=3, heads=4, cnn_layers=6, diffusion_steps=100, batch_size=64,
                   steps1=5000, steps2=1500, steps_base=5000, lr=1e-3, warmup=100),
     'small': dict(size=15, T=128, k=9, dim=256, depth=6, heads=8, cnn_layers=10, diffusion_steps=100, batch_size=128,
-                  steps1=40_000, steps2=20_000, steps_base=40_000, lr=5e-4, warmup=1000)}
+                  steps1=40_000, steps2=20_000, steps_base=40_000, lr=5e-4, warmup=1000),
+    'general': dict(size=15, min_size=7, T=96, k=13, dim=96, depth=3, heads=4, cnn_layers=6, diffusion_steps=100, batch_size=64,
+                    steps1=3000, steps2=1000, steps_base=1000, lr=1e-3, warmup=100),
+    'general_gpu': dict(size=17, min_size=7, T=104, k=14, dim=256, depth=6, heads=8, cnn_layers=10, diffusion_steps=100, batch_size=128,
+                        steps1=40_000, steps2=20_000, steps_base=20_000, lr=5e-4, warmup=1000)}
 TRAIN_SEED_BASE = 1_000_000          # training streams draw maze seeds ≥ this; prepared test sets use seeds below
 
 @dataclass(kw_only=True)
@@ -59,21 +65,27 @@ class PlannerStages(RunConfig):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
 
-SETTINGS = ('size', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'batch_size', 'steps1', 'steps2', 'steps_base', 'lr', 'warmup')
+SETTINGS = ('size', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'batch_size', 'steps1', 'steps2', 'steps_base', 'lr', 'warmup',
+            'min_size', 'families')
 
 def planner_settings(cfg:PlannerStages, **extra)->dict:
-    "The settings `open_planner` rebuilds the models from (planner.json)"
-    return {**{k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k)}, **extra}
+    "The settings `open_planner` rebuilds the models from (planner.json); `general`: one model for every maze size"
+    p = {k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k)}
+    return {**p, 'general': p.get('min_size') is not None, **extra}
 
 @dataclass(kw_only=True)
 class PlannerConfig(PlannerStages):
     "Train the two-stage maze planner (and the full-sequence baseline) on freshly generated mazes"
     presets:ClassVar = PLANNER_PRESETS
-    size:Count|None = None                    # maze size in cells (at least 5)
-    wall_density:Frac = 0.7                   # share of interior walls kept in the training mazes
+    size:Count|None = None                    # maze size in cells (at least 5); a general planner: the largest side
+    wall_density:Frac = 0.7                   # share of interior walls kept in the training mazes (one-size planners)
+    min_size:Count|None = None                # set: a general planner, trained on every size from min_size to size and on --families
+    families:list[FamilyName] = TRAIN_FAMILIES # maze families of a general planner's training mixture (ahri.planners.maze.MAZE_FAMILIES)
     def check(self):
         super().check()
         if self.size < 5: raise ConfigError(f"--size must be ≥ 5 cells, got {self.size}")
+        if self.min_size is not None and not 5 <= self.min_size <= self.size:
+            raise ConfigError(f"--min_size must be between 5 and --size ({self.size}), got {self.min_size}")
 
 def fresh_mazes(size:int, T:int, batch_size:int, wall_density:float=0.7):
     "fn(generator) → a batch of never-seen maze problems, for `RandomBatches`"
@@ -82,14 +94,44 @@ def fresh_mazes(size:int, T:int, batch_size:int, wall_density:float=0.7):
         return make_mazes(batch_size, size, size, T=T, seed=seed, wall_density=wall_density)
     return fn
 
+def mixture_mazes(sizes:tuple, families:tuple, batch_size:int):
+    "fn(generator) → never-seen problems for a general planner: a random H×W (each side in `sizes`) and its horizon per batch, a random family per maze"
+    def fn(g:torch.Generator)->dict:
+        rng = np.random.default_rng(TRAIN_SEED_BASE + int(torch.randint(2 ** 30, (1,), generator=g)))
+        h, w = (int(v) for v in rng.integers(sizes[0], sizes[1] + 1, 2))
+        ps = [maze_problem(h, w, horizon((h, w)), rng, None, family=families[rng.integers(len(families))]) for _ in range(batch_size)]
+        return {k: np.stack([q[k] for q in ps]) for k in ('occ', 'start', 'goal', 'traj', 'astar_len')}
+    return fn
+
 # %% ../../nbs/56_train.ipynb #46d26035
 def planner_hw(p:dict)->tuple:
-    "The maze size (H, W) in cells of planner settings `p` (square `size` unless `hw` is given)"
+    "The maze size (H, W) in cells of planner settings `p` (square `size` unless `hw` is given); a general planner's largest"
     return tuple(p['hw']) if p.get('hw') else (p['size'], p['size'])
+
+def plan_horizon(p:dict, hw)->int:
+    "Points per plan in a maze of hw cells: a general planner's `horizon(hw)`, else its T (and only on its own maze size)"
+    hw = tuple(int(v) for v in hw)
+    if p.get('general'): return horizon(hw)
+    if hw != planner_hw(p):
+        H, W = planner_hw(p)
+        raise ValueError(f"the planner was trained on {H}×{W} mazes; these are {hw[0]}×{hw[1]} (a general planner, ahri_train_planner --preset general, plans any size)")
+    return p['T']
+
+def plan_keypoints(p:dict, T:int)->int:
+    "Stage-1 keypoints of plans of T points"
+    return keypoints_for(T) if p.get('general') else p['k']
+
+def _models_hw(p:dict): return None if p.get('general') else planner_hw(p)
+
+def _kf(pr:dict, p:dict)->Keyframes:
+    "The anchor levels of a batch of problems (a general planner's horizon is the batch's own)"
+    T = pr['traj'].shape[1]; return keyframes_for(T, plan_keypoints(p, T))
 
 def _problems(p:dict, cfg, source, batch_size:int):
     "fn(generator) → problems: `source(batch_size)` if given, else fresh random mazes"
-    return source(batch_size) if source is not None else fresh_mazes(p['size'], p['T'], batch_size, cfg.wall_density)
+    if source is not None: return source(batch_size)
+    if p.get('general'): return mixture_mazes((p['min_size'], p['size']), tuple(p['families']), batch_size)
+    return fresh_mazes(p['size'], p['T'], batch_size, cfg.wall_density)
 
 def _stream(fn_problems, to_batch, seed:int)->RandomBatches:
     return RandomBatches(lambda g: to_batch(fn_problems(g), g), seed=seed)
@@ -107,7 +149,8 @@ def borrowed_stage1(p:dict, cfg)->dict|None:
     ck = find_checkpoint(src / 'stage1', parts=()) if (src / 'planner.json').exists() else None
     if ck is None: raise ValueError(f"--stage1_from {src}: not a planner run with a trained stage 1")
     other = json.loads((src / 'planner.json').read_text())
-    diff = [k for k in ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup') if other.get(k) != p.get(k)]
+    diff = [k for k in ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size')
+            if other.get(k) != p.get(k)]
     if diff: raise ValueError(f"--stage1_from {src}: its stage 1 was built with other settings ({', '.join(diff)})")
     return ck
 
@@ -121,16 +164,19 @@ def _borrow_stage1(run:Path, p:dict, cfg):
 def train_stage1(run, p:dict, cfg, source=None)->Learner:
     "Keypoint DDPM (x0-prediction) on fresh mazes (or on `source(batch_size)`'s problems)"
     _borrow_stage1(run.path, p, cfg)
-    kf = Keyframes(p['T'], p['k']); sched = DDPMSchedule(p['diffusion_steps'])
-    model = KeypointDenoiser(planner_hw(p), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'], cnn_layers=p['cnn_layers'])
-    data = _stream(_problems(p, cfg, source, p['batch_size']), lambda pr, g: keypoint_batch(pr, kf), cfg.seed + 1)
+    sched = DDPMSchedule(p['diffusion_steps'])
+    model = KeypointDenoiser(_models_hw(p), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
+                             cnn_layers=p['cnn_layers'], general=p.get('general', False))
+    data = _stream(_problems(p, cfg, source, p['batch_size']), lambda pr, g: keypoint_batch(pr, _kf(pr, p)), cfg.seed + 1)
     return _fit(Learner(model, keypoint_loss(sched, 'x0'), data, _config(p, cfg, run, 'steps1'), device=cfg.device, progress=not cfg.quiet),
                 run.path, 'stage1', {'kind': 'planner_stage1', 'pred': 'x0', **p})
 
 def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:float, kp_steps:int=10):
     "`interp_loss` on batches partly re-corrupted with stage-1 keypoints (probability ramping to `cap`)"
     def loss(model, b:dict, step:int)->dict:
-        if cap > 0 and stage1 is not None: b = bootstrap(b, stage1, sched, bootstrap_prob(step, warmup, cap), kp_steps)
+        if cap > 0 and stage1 is not None:
+            k = keypoints_for(b['x'].shape[1]) if stage1.general else None             # a general batch's own keypoint count
+            b = bootstrap(b, stage1, sched, bootstrap_prob(step, warmup, cap), kp_steps, k_min=k)
         return interp_loss(model, b)
     return loss
 
@@ -143,11 +189,13 @@ def train_stage2(run, p:dict, cfg, source=None)->Learner:
     if old is not None and old['config']['run'].get('stage1') != built_on:
         log.info('stage 1 changed since stage 2 was trained on its samples: training stage 2 again'); shutil.rmtree(run.path / 'stage2')
     sched = DDPMSchedule(p['diffusion_steps'])
-    model = TrajDenoiser(planner_hw(p), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=cfg.causal, cnn_layers=p['cnn_layers'])
+    model = TrajDenoiser(_models_hw(p), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=cfg.causal, cnn_layers=p['cnn_layers'],
+                         general=p.get('general', False))
     def to_batch(pr, g):
         mode = modes[int(torch.randint(len(modes), (1,), generator=g))]
-        hz = (max(p['k'], p['T'] // 2), p['T']) if cfg.causal else None
-        return interp_batch(pr, p['T'], p['k'], mode, horizons=hz, generator=g)
+        T = pr['traj'].shape[1]; k = plan_keypoints(p, T)
+        hz = (max(k, T // 2), T) if cfg.causal else None
+        return interp_batch(pr, T, k, mode, horizons=hz, generator=g)
     data = _stream(_problems(p, cfg, source, p['batch_size'] // 2), to_batch, cfg.seed + 2)
     learn = Learner(model, stage2_loss(s1.model if s1 else None, sched, p['steps2'] // 4, cfg.bootstrap_cap), data, _config(p, cfg, run, 'steps2'),
                     device=cfg.device, progress=not cfg.quiet)
@@ -155,10 +203,11 @@ def train_stage2(run, p:dict, cfg, source=None)->Learner:
 
 def train_full(run, p:dict, cfg, source=None)->Learner:
     "Full-sequence DDPM over all T points with start/goal inpainting, predicting x0 (the Diffuser recipe for Maze2D)"
-    kf = Keyframes(p['T'], p['T']); sched = DDPMSchedule(p['diffusion_steps'])
-    model = KeypointDenoiser(planner_hw(p), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
-                             local=False, cnn_layers=p['cnn_layers'])
-    data = _stream(_problems(p, cfg, source, p['batch_size'] // 2), lambda pr, g: keypoint_batch(pr, kf), cfg.seed + 3)
+    sched = DDPMSchedule(p['diffusion_steps'])
+    model = KeypointDenoiser(_models_hw(p), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
+                             local=False, cnn_layers=p['cnn_layers'], general=p.get('general', False))
+    every = lambda pr: keyframes_for(pr['traj'].shape[1], pr['traj'].shape[1])                    # every point is a "keypoint"
+    data = _stream(_problems(p, cfg, source, p['batch_size'] // 2), lambda pr, g: keypoint_batch(pr, every(pr)), cfg.seed + 3)
     return _fit(Learner(model, keypoint_loss(sched, 'x0'), data, _config(p, cfg, run, 'steps_base'), device=cfg.device, progress=not cfg.quiet),
                 run.path, 'baseline', {'kind': 'planner_baseline', 'pred': 'x0', **p})
 

@@ -11,7 +11,7 @@ from ..config import resolve
 from ..planners.maze import random_maze, maze_problem, load_mazes, segment_hits, astar, cell_of
 from ..planners.methods import PLANNERS, planner_method
 from ..planners.guidance import WallGuide
-from ..planners.train import open_planner, planner_hw
+from ..planners.train import open_planner, planner_hw, plan_horizon
 from ..planners.evaluate import plan_batch, diffusion_frames, draw_plan
 from ..planners.interp import fill
 from ..world.envs import pointmaze_layout
@@ -57,15 +57,16 @@ class MazePlans:
         self.new_maze(seed, wall_density)
 
     def new_maze(self, seed:int=0, wall_density:float=0.7):
-        "A random maze of the planner's size, with a start and goal at least 3 cells apart"
-        p = maze_problem(*self.hw, self.pl.p['T'], np.random.default_rng(seed), wall_density)
+        "A random maze of the planner's size (a general planner's largest), with a start and goal at least 3 cells apart"
+        p = maze_problem(*self.hw, plan_horizon(self.pl.p, self.hw), np.random.default_rng(seed), wall_density)
         self.occ, self.start, self.goal, self.frames = p['occ'], p['start'], p['goal'], []
 
     def load(self, path:str, i:int=0):
         "Maze `i` of a maze file (`ahri_mazes`)"
         m = load_mazes(path)
         if not 0 <= i < len(m['occ']): raise ValueError(f"{path} holds {len(m['occ'])} mazes: there is no maze {i}")
-        if m['occ'].shape[1:] != self.hw: raise ValueError(f"the planner plans {self.hw[0]}×{self.hw[1]} mazes; {path} holds {m['occ'].shape[1]}×{m['occ'].shape[2]}")
+        if not self.pl.p.get('general') and m['occ'].shape[1:] != self.hw:
+            raise ValueError(f"the planner plans {self.hw[0]}×{self.hw[1]} mazes; {path} holds {m['occ'].shape[1]}×{m['occ'].shape[2]}")
         self.occ, self.start, self.goal, self.frames = m['occ'][i], m['start'][i], m['goal'][i], []
 
     def set_point(self, which:str, r:int, c:int):
@@ -79,7 +80,7 @@ class MazePlans:
         if method == 'two_stage' and not guide:
             self.frames = diffusion_frames(self.pl, self.occ, self.start, self.goal, seed=seed)
         else:
-            m, seen, T = planner_method(method), [], self.pl.p['T']
+            m, seen, T = planner_method(method), [], plan_horizon(self.pl.p, self.occ.shape)
             traj = plan_batch(self.pl, self.occ[None], self.start[None], self.goal[None], method, 1, trace=seen,
                               generator=torch_generator(self.pl.device, seed), guide=WallGuide() if guide else None)[0, 0]
             name = m.label + (' + wall guidance' if guide else '')
