@@ -36,12 +36,13 @@ class TrajDenoiser(nn.Module):
                  causal:bool=False,         # point t sees only points ≤ t (and the maze, start, goal, density)
                  local:bool=True,           # each point reads the maze features under its corrupted position
                  cnn_layers:int=3, ends:bool=True, # the maze CNN's depth, and whether it reads start/goal maps
-                 general:bool=False):       # any maze size and any horizon (T is then the scale of the horizon feature)
+                 general:bool=False,        # any maze size and any horizon (T is then the scale of the horizon feature)
+                 reach:int=0):              # channels of the maze encoder's `Reach` propagation (0: none)
         super().__init__()
         self.config = dict(hw=list(hw) if hw else None, T=T, d=d, dim=dim, depth=depth, heads=heads, causal=causal, local=local,
-                           cnn_layers=cnn_layers, ends=ends, general=general)
+                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach)
         self.hw, self.T, self.d, self.dim, self.causal, self.general = tuple(hw) if hw else None, T, d, dim, causal, general
-        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general)
+        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general, reach=reach)
         if general: self.share, self.xpos = nn.Linear(dim, dim), nn.Linear(24, dim)    # index as a share of the plan; position in cells
         self.inp = nn.Linear(d + 2, dim)                                   # x_s, anchor flag, confidence
         self.local = nn.Linear(self.maze.width, dim) if local else None

@@ -16,8 +16,9 @@ from .keyframes import Keyframes, keypoints_for
 
 # %% auto #0
 __all__ = ['to_unit', 'from_unit', 'maze_channels', 'fourier_position', 'cell_grid', 'timestep_embedding', 'endpoint_maps',
-           'MazeEncoder', 'local_features', 'KeypointDenoiser', 'fix_endpoints', 'keypoint_batch', 'keypoint_loss',
-           'sample_keypoints', 'keypoints_to_traj', 'plan_collisions', 'stage1_report']
+           'geodesic_maps', 'geodesic_error', 'Reach', 'MazeEncoder', 'local_features', 'KeypointDenoiser',
+           'fix_endpoints', 'keypoint_batch', 'keypoint_loss', 'sample_keypoints', 'keypoints_to_traj',
+           'plan_collisions', 'stage1_report']
 
 # %% ../../nbs/52_keypoints.ipynb #ed933893
 def to_unit(p:torch.Tensor, hw)->torch.Tensor:
@@ -66,24 +67,72 @@ def endpoint_maps(start:torch.Tensor, goal:torch.Tensor, hw, width:float=0.5)->t
         return torch.exp(-((xs - p[:, 0, None, None]) ** 2 + (ys - p[:, 1, None, None]) ** 2) / (2 * width ** 2))
     return torch.stack([blob(start), blob(goal)], 1)
 
+def geodesic_maps(maze:torch.Tensor,       # (B, 2, H, W) from `maze_channels`
+                  start:torch.Tensor, goal:torch.Tensor # (B, 2) unit coordinates
+                 )->torch.Tensor:           # (B, 2, H, W)
+    "Steps from every free cell to the start's cell and to the goal's (4-connected, through free cells) ÷ 2(H + W), at most 1; -1 in walls and cut-off cells"
+    free = maze[:, 0] < 0.5; B, H, W = free.shape; far = float(H * W + 1); out = []
+    for u in (start, goal):
+        c = from_unit(u, (H, W)).floor().long()
+        d = torch.full((B, H, W), far, device=maze.device)
+        d[torch.arange(B), c[:, 1].clamp(0, H - 1), c[:, 0].clamp(0, W - 1)] = 0
+        while True:                                 # breadth-first, all mazes at once: one step of the wave per pass
+            p = F.pad(d, (1, 1, 1, 1), value=far)
+            n = torch.minimum(torch.minimum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]), torch.minimum(p[:, 1:-1, :-2], p[:, 1:-1, 2:])) + 1
+            nd = torch.where(free, torch.minimum(d, n), d)
+            if torch.equal(nd, d): break
+            d = nd
+        out.append(torch.where(free & (d < far), (d / (2 * (H + W))).clamp(max=1), torch.full_like(d, -1.0)))
+    return torch.stack(out, 1)
+
+def geodesic_error(est:torch.Tensor,      # (B, 2, H, W) an estimate (`MazeEncoder.geodesic`)
+                   maze:torch.Tensor, start:torch.Tensor, goal:torch.Tensor # as for `geodesic_maps`
+                  )->torch.Tensor:          # () the MSE over the cells that reach an end
+    "How far `est` is from `geodesic_maps` (the auxiliary loss that teaches `Reach`)"
+    target = geodesic_maps(maze, start, goal)
+    return ((est - target)[target >= 0] ** 2).mean()
+
+class Reach(nn.Module):
+    "Learned propagation through free cells: one gated 3×3 convolution applied H + W times, the same weights at every size"
+    def __init__(self, cin:int,             # channels of the local features it starts from
+                 width:int=16):             # channels it carries from cell to cell
+        super().__init__()
+        self.inp, self.step = nn.Conv2d(cin, width, 1), nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+    def forward(self, h:torch.Tensor,       # (B, cin, H, W) local features
+                free:torch.Tensor,          # (B, 1, H, W) 1 in free cells, 0 in walls
+                n:int|None=None             # steps (default H + W: far enough to cross the maze once)
+               )->torch.Tensor:             # (B, width, H, W), zero in walls
+        e = self.inp(h); r = torch.zeros_like(e)
+        for _ in range(n if n is not None else sum(h.shape[-2:])):
+            g, c = self.step(torch.cat([r, e], 1)).chunk(2, 1)
+            r = free * (r + torch.sigmoid(g) * (torch.tanh(c) - r))     # a gated step: bounded, and a cell can keep what it has
+        return r
+
 class MazeEncoder(nn.Module):
     "A same-resolution residual CNN over the maze (and, with `ends`, start/goal maps): a feature map and one token per cell"
     def __init__(self, hw, dim:int=128, width:int=64,
                  layers:int=3,              # 3×3 convolutions (the receptive field grows by 2 cells per layer)
                  ends:bool=False,           # also read `endpoint_maps`, so the convolutions can relate walls to start and goal
-                 general:bool=False):       # cell positions also in cells (`fourier_position`), and a token for the maze's size
+                 general:bool=False,        # cell positions also in cells (`fourier_position`), and a token for the maze's size
+                 reach:int=0):              # channels of a `Reach` propagation appended to the features (0: none)
         super().__init__()
-        self.hw, self.ends, self.width, self.general = tuple(hw) if hw else None, ends, width, general
+        self.hw, self.ends, self.width, self.general = tuple(hw) if hw else None, ends, width + reach, general
         chans = [2 + 2 * ends] + [width] * layers
         self.convs = nn.ModuleList([nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:])])
-        self.proj, self.pos = nn.Linear(width, dim), nn.Linear(2, dim)
+        self.reach = Reach(width, reach) if reach else None
+        self.n_reach = reach
+        self.proj, self.pos = nn.Linear(self.width, dim), nn.Linear(2, dim)
         if general: self.cellpos, self.size = nn.Linear(24, dim), nn.Linear(2, dim)
     def features(self, maze:torch.Tensor,   # (B, 2, H, W) from `maze_channels`, any H and W
                  start:torch.Tensor|None=None, goal:torch.Tensor|None=None # (B, 2) unit coordinates (needed with `ends`)
-                )->torch.Tensor:            # (B, width, H, W)
+                )->torch.Tensor:            # (B, width (+ reach), H, W)
         h = torch.cat([maze, endpoint_maps(start, goal, maze.shape[-2:]).to(maze.dtype)], 1) if self.ends else maze
         for i, c in enumerate(self.convs): h = F.gelu(c(h)) + (h if i else 0)     # residual after the first layer
-        return h
+        return h if self.reach is None else torch.cat([h, self.reach(h, 1 - maze[:, :1])], 1)
+    def geodesic(self, fmap:torch.Tensor)->torch.Tensor:  # (B, width + reach, H, W) -> (B, 2, H, W)
+        "The first two Reach channels, read as an estimate of `geodesic_maps` (what the auxiliary loss of `keypoint_loss(geo=...)` trains)"
+        if not self.n_reach: raise ValueError("geodesic needs a MazeEncoder with reach > 0")
+        return fmap[:, self.width - self.n_reach:][:, :2]
     def tokens(self, fmap:torch.Tensor)->torch.Tensor:    # (B, width, H, W) -> (B, H·W (+1 size token), dim)
         hw = fmap.shape[-2:]; c = cell_grid(hw, fmap.device).to(fmap.dtype)
         tok = self.proj(fmap.flatten(2).transpose(1, 2)) + self.pos(to_unit(c, hw))
@@ -107,12 +156,13 @@ class KeypointDenoiser(nn.Module):
                  local:bool=True,           # each keypoint token also reads the maze features under its noisy position
                  cnn_layers:int=3,          # depth of the maze CNN
                  ends:bool=True,            # the CNN also reads start/goal maps
-                 general:bool=False):       # any maze size and any number of keypoints (k is then only the default)
+                 general:bool=False,        # any maze size and any number of keypoints (k is then only the default)
+                 reach:int=0):              # channels of the maze encoder's `Reach` propagation (0: none)
         super().__init__()
         self.config = dict(hw=list(hw) if hw else None, k=k, dim=dim, depth=depth, heads=heads, steps=steps, local=local,
-                           cnn_layers=cnn_layers, ends=ends, general=general)
+                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach)
         self.hw, self.k, self.dim, self.general = tuple(hw) if hw else None, k, dim, general
-        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general)
+        self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general, reach=reach)
         self.inp = nn.Linear(2, dim)
         if general: self.order, self.kpos = nn.Linear(2 * dim, dim), nn.Linear(24, dim)   # index as a share of the path; position in cells
         else: self.idx = nn.Parameter(torch.randn(k, dim) * 0.02)
@@ -127,7 +177,8 @@ class KeypointDenoiser(nn.Module):
     def forward(self, x:torch.Tensor,       # (B, K, 2) noisy keypoints (unit coordinates), endpoints clean
                 t:torch.Tensor,             # (B,) diffusion steps
                 maze:torch.Tensor,          # (B, 2, H, W) from `maze_channels`
-                start:torch.Tensor, goal:torch.Tensor # (B, 2) unit coordinates
+                start:torch.Tensor, goal:torch.Tensor, # (B, 2) unit coordinates
+                geo:bool=False              # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
                )->torch.Tensor:             # (B, K, 2) ε̂ or x̂0
         head = torch.stack([self.t_mlp(timestep_embedding(t, self.dim)), self.endpoint(start), self.endpoint(goal)], 1) + self.kind
         fmap = self.maze.features(maze, start, goal)
@@ -137,7 +188,8 @@ class KeypointDenoiser(nn.Module):
         if self.local is not None: kp = kp + self.local(local_features(fmap, x))
         h = torch.cat([head, self.maze.tokens(fmap), kp], 1)
         for blk in self.blocks: h = blk(h)
-        return self.out(self.norm(h[:, -K:]))
+        out = self.out(self.norm(h[:, -K:]))
+        return (out, self.maze.geodesic(fmap)) if geo else out
 
     def index(self, K:int, x:torch.Tensor)->torch.Tensor: # (K, dim)
         "The embedding of keypoint i of K: its index and its share i/(K-1) of the path, so any K means something"
@@ -157,16 +209,19 @@ def keypoint_batch(problems:dict, kf:Keyframes)->dict:
             'start': to_unit(torch.as_tensor(problems['start'], dtype=torch.float32), hw),
             'goal': to_unit(torch.as_tensor(problems['goal'], dtype=torch.float32), hw)}
 
-def keypoint_loss(sched:DDPMSchedule, pred:str='eps'):
-    "MSE of the ε- or x0-prediction over the interior keypoints at uniformly drawn steps"
+def keypoint_loss(sched:DDPMSchedule, pred:str='eps',
+                  geo:float=0.0):           # weight of an auxiliary MSE teaching the encoder's Reach `geodesic_maps` (training only)
+    "MSE of the ε- or x0-prediction over the interior keypoints at uniformly drawn steps (+ `geo` × the Reach auxiliary)"
     if pred not in ('eps', 'x0'): raise ValueError(f"pred must be 'eps' or 'x0', got {pred!r}")
     def loss(model, b:dict)->dict:
         x0 = b['kp']; B = x0.shape[0]
         t = torch.randint(0, sched.T, (B,), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = fix_endpoints(q_sample(sched, x0, noise, t), b['start'], b['goal'])
-        out = model(x_t, t, b['maze'], b['start'], b['goal'])
-        return {pred: ((out - (noise if pred == 'eps' else x0))[:, 1:-1] ** 2).mean()}
+        if not geo: out = model(x_t, t, b['maze'], b['start'], b['goal'])
+        else: out, g = model(x_t, t, b['maze'], b['start'], b['goal'], geo=True)
+        res = {pred: ((out - (noise if pred == 'eps' else x0))[:, 1:-1] ** 2).mean()}
+        return res | ({'geo': geo * geodesic_error(g, b['maze'], b['start'], b['goal'])} if geo else {})
     return loss
 
 @torch.no_grad()

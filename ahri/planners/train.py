@@ -18,7 +18,7 @@ from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoin
 import numpy as np
 from .keyframes import Keyframes, horizon, keypoints_for
 from .maze import make_mazes, maze_problem, FamilyName, TRAIN_FAMILIES
-from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss
+from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss, geodesic_error
 from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstrap_prob, keyframes_for
 
 # %% auto #0
@@ -50,6 +50,8 @@ class PlannerStages(RunConfig):
     depth:Count|None = None                   # transformer layers
     heads:Count|None = None                   # attention heads
     cnn_layers:Count|None = None              # layers of the maze CNN
+    reach:NonNeg|None = None                  # channels of the maze encoder's learned propagation through free cells, `Reach` (default: none)
+    reach_geo:Positive|None = None            # weight of the auxiliary loss teaching Reach the steps to start and goal, both stages (default: none; needs --reach)
     diffusion_steps:Count|None = None         # DDPM steps of the keypoint and full-sequence models
     batch_size:Count|None = None              # stage-1 batch (stage 2 and the baseline use half)
     steps1:Count|None = None                  # stage-1 steps
@@ -64,9 +66,10 @@ class PlannerStages(RunConfig):
     def check(self):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
+        if self.reach_geo and not self.reach: raise ConfigError(f"--reach_geo needs --reach (the channels it teaches), got --reach_geo {self.reach_geo} without")
 
 SETTINGS = ('size', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'batch_size', 'steps1', 'steps2', 'steps_base', 'lr', 'warmup',
-            'min_size', 'families')
+            'min_size', 'families', 'reach', 'reach_geo')
 
 def planner_settings(cfg:PlannerStages, **extra)->dict:
     "The settings `open_planner` rebuilds the models from (planner.json); `general`: one model for every maze size"
@@ -149,7 +152,7 @@ def borrowed_stage1(p:dict, cfg)->dict|None:
     ck = find_checkpoint(src / 'stage1', parts=()) if (src / 'planner.json').exists() else None
     if ck is None: raise ValueError(f"--stage1_from {src}: not a planner run with a trained stage 1")
     other = json.loads((src / 'planner.json').read_text())
-    diff = [k for k in ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size')
+    diff = [k for k in ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size', 'reach', 'reach_geo')
             if other.get(k) != p.get(k)]
     if diff: raise ValueError(f"--stage1_from {src}: its stage 1 was built with other settings ({', '.join(diff)})")
     return ck
@@ -166,18 +169,22 @@ def train_stage1(run, p:dict, cfg, source=None)->Learner:
     _borrow_stage1(run.path, p, cfg)
     sched = DDPMSchedule(p['diffusion_steps'])
     model = KeypointDenoiser(_models_hw(p), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
-                             cnn_layers=p['cnn_layers'], general=p.get('general', False))
+                             cnn_layers=p['cnn_layers'], general=p.get('general', False), reach=p.get('reach') or 0)
     data = _stream(_problems(p, cfg, source, p['batch_size']), lambda pr, g: keypoint_batch(pr, _kf(pr, p)), cfg.seed + 1)
-    return _fit(Learner(model, keypoint_loss(sched, 'x0'), data, _config(p, cfg, run, 'steps1'), device=cfg.device, progress=not cfg.quiet),
+    return _fit(Learner(model, keypoint_loss(sched, 'x0', geo=p.get('reach_geo') or 0), data, _config(p, cfg, run, 'steps1'), device=cfg.device, progress=not cfg.quiet),
                 run.path, 'stage1', {'kind': 'planner_stage1', 'pred': 'x0', **p})
 
-def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:float, kp_steps:int=10):
+def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:float, kp_steps:int=10,
+                geo:float=0.0):             # weight of the `Reach` auxiliary loss (`geodesic_error`), as in `keypoint_loss`
     "`interp_loss` on batches partly re-corrupted with stage-1 keypoints (probability ramping to `cap`)"
     def loss(model, b:dict, step:int)->dict:
         if cap > 0 and stage1 is not None:
             k = keypoints_for(b['x'].shape[1]) if stage1.general else None             # a general batch's own keypoint count
             b = bootstrap(b, stage1, sched, bootstrap_prob(step, warmup, cap), kp_steps, k_min=k)
-        return interp_loss(model, b)
+        out = interp_loss(model, b)
+        if not geo: return out
+        s, g = b['start'][..., :2], b['goal'][..., :2]
+        return out | {'geo': geo * geodesic_error(model.maze.geodesic(model.maze.features(b['maze'], s, g)), b['maze'], s, g)}
     return loss
 
 def train_stage2(run, p:dict, cfg, source=None)->Learner:
@@ -190,14 +197,14 @@ def train_stage2(run, p:dict, cfg, source=None)->Learner:
         log.info('stage 1 changed since stage 2 was trained on its samples: training stage 2 again'); shutil.rmtree(run.path / 'stage2')
     sched = DDPMSchedule(p['diffusion_steps'])
     model = TrajDenoiser(_models_hw(p), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=cfg.causal, cnn_layers=p['cnn_layers'],
-                         general=p.get('general', False))
+                         general=p.get('general', False), reach=p.get('reach') or 0)
     def to_batch(pr, g):
         mode = modes[int(torch.randint(len(modes), (1,), generator=g))]
         T = pr['traj'].shape[1]; k = plan_keypoints(p, T)
         hz = (max(k, T // 2), T) if cfg.causal else None
         return interp_batch(pr, T, k, mode, horizons=hz, generator=g)
     data = _stream(_problems(p, cfg, source, p['batch_size'] // 2), to_batch, cfg.seed + 2)
-    learn = Learner(model, stage2_loss(s1.model if s1 else None, sched, p['steps2'] // 4, cfg.bootstrap_cap), data, _config(p, cfg, run, 'steps2'),
+    learn = Learner(model, stage2_loss(s1.model if s1 else None, sched, p['steps2'] // 4, cfg.bootstrap_cap, geo=p.get('reach_geo') or 0), data, _config(p, cfg, run, 'steps2'),
                     device=cfg.device, progress=not cfg.quiet)
     return _fit(learn, run.path, 'stage2', {'kind': 'planner_stage2', **p, 'modes': modes, 'bootstrap_cap': cfg.bootstrap_cap, 'stage1': built_on})
 
@@ -205,7 +212,7 @@ def train_full(run, p:dict, cfg, source=None)->Learner:
     "Full-sequence DDPM over all T points with start/goal inpainting, predicting x0 (the Diffuser recipe for Maze2D)"
     sched = DDPMSchedule(p['diffusion_steps'])
     model = KeypointDenoiser(_models_hw(p), k=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
-                             local=False, cnn_layers=p['cnn_layers'], general=p.get('general', False))
+                             local=False, cnn_layers=p['cnn_layers'], general=p.get('general', False), reach=p.get('reach') or 0)
     every = lambda pr: keyframes_for(pr['traj'].shape[1], pr['traj'].shape[1])                    # every point is a "keypoint"
     data = _stream(_problems(p, cfg, source, p['batch_size'] // 2), lambda pr, g: keypoint_batch(pr, every(pr)), cfg.seed + 3)
     return _fit(Learner(model, keypoint_loss(sched, 'x0'), data, _config(p, cfg, run, 'steps_base'), device=cfg.device, progress=not cfg.quiet),
