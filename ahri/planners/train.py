@@ -102,9 +102,16 @@ def mixture_mazes(sizes:tuple, families:tuple, batch_size:int):
     def fn(g:torch.Generator)->dict:
         rng = np.random.default_rng(TRAIN_SEED_BASE + int(torch.randint(2 ** 30, (1,), generator=g)))
         h, w = (int(v) for v in rng.integers(sizes[0], sizes[1] + 1, 2))
-        ps = [maze_problem(h, w, horizon((h, w)), rng, None, family=families[rng.integers(len(families))]) for _ in range(batch_size)]
+        ps = [_mixture_problem(h, w, families, rng) for _ in range(batch_size)]
         return {k: np.stack([q[k] for q in ps]) for k in ('occ', 'start', 'goal', 'traj', 'astar_len')}
     return fn
+
+def _mixture_problem(h:int, w:int, families:tuple, rng:np.random.Generator, tries:int=20)->dict:
+    "One problem of a random family; a draw with no usable start and goal (it happens in 5×5 and 6×6 mazes) is drawn again, from the same rng"
+    for _ in range(tries):
+        try: return maze_problem(h, w, horizon((h, w)), rng, None, family=families[rng.integers(len(families))])
+        except ValueError as e: err = e
+    raise ValueError(f"{tries} draws in a row failed: {err}")
 
 # %% ../../nbs/56_train.ipynb #46d26035
 def planner_hw(p:dict)->tuple:
