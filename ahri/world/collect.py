@@ -96,7 +96,9 @@ def collect(cfg:CollectConfig)->dict:
     kind, name = parse_env(cfg.env)
     n_eps = cfg.episodes if ENVS[kind].available is None else min(cfg.episodes, ENVS[kind].available(name))
     run = open_run(cfg.out, 'dataset', cfg); root = run.path
-    for stale in root.glob('.shard_*.tmp'): shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob('.*.tmp'):               # what a killed run left half-written: shard folders, the manifest
+        if stale.is_dir(): shutil.rmtree(stale, ignore_errors=True)
+        else: stale.unlink(missing_ok=True)
     args = {k: v for k, v in run.config.items() if k not in CollectConfig.volatile}
     m = read_manifest(root) or {'format': FORMAT, 'env': cfg.env, 'arrays': None, 'shards': []}
     old_args, m['args'] = m.get('args'), args
