@@ -12,7 +12,7 @@ from ..layers import Block
 from .keyframes import Keyframes, corrupt
 from .maze import resample, collision_stats
 from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit, from_unit, fourier_position,
-                                     sample_keypoints, keypoints_to_traj)
+                                     sample_keypoints, keypoints_to_traj, geodesic_error)
 
 # %% auto #0
 __all__ = ['TEACHER', 'STUDENT', 'ENDPOINT', 'gap_features', 'TrajDenoiser', 'keyframes_for', 'confidence_of', 'interp_batch',
@@ -69,7 +69,8 @@ class TrajDenoiser(nn.Module):
                 conf:torch.Tensor,          # (B, T) confidence in [0, 1]
                 maze:torch.Tensor,          # (B, 2, H, W) from `maze_channels`
                 start:torch.Tensor, goal:torch.Tensor, # (B, d) unit coordinates
-                L:torch.Tensor|None=None    # (B,) valid points per plan (default: all T)
+                L:torch.Tensor|None=None,   # (B,) valid points per plan (default: all T)
+                geo:bool=False              # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
                )->torch.Tensor:             # (B, T, d) x̂0
         B, T, _ = x.shape
         L = torch.full((B,), T, device=x.device) if L is None else L.to(x.device)
@@ -88,7 +89,8 @@ class TrajDenoiser(nn.Module):
         z = torch.cat([prefix, h], 1)
         mask = self.attn_mask(prefix.shape[1], L, T)
         for blk in self.blocks: z = blk(z, mask)
-        return x + self.out(self.norm(z[:, -T:]))
+        out = x + self.out(self.norm(z[:, -T:]))
+        return (out, self.maze.geodesic(fmap)) if geo else out
 
 # %% ../../nbs/53_interp.ipynb #d77123a2
 _kf_cache = {}
@@ -128,11 +130,15 @@ def interp_batch(problems:dict,             # stacked maze problems (`ahri.plann
     return {'x': f(xs), 'x0': f(x0), 'anchor': anc & valid, 'conf': confidence_of(anc & valid, L), 'L': L, 'valid': valid,
             'level': torch.tensor(lvl), 'maze': maze_channels(problems['occ']), 'start': f(problems['start']), 'goal': f(problems['goal'])}
 
-def interp_loss(model:TrajDenoiser, b:dict)->dict:
-    "MSE of x̂0 weighted by 1 − confidence over the valid points (endpoints carry no loss)"
-    out = model(b['x'], b['anchor'], b['conf'], b['maze'], b['start'], b['goal'], b['L'])
+def interp_loss(model:TrajDenoiser, b:dict,
+                geo:float=0.0)->dict:       # weight of the `Reach` auxiliary loss (`geodesic_error`), as in `keypoint_loss`
+    "MSE of x̂0 weighted by 1 − confidence over the valid points (endpoints carry no loss) (+ `geo` × the Reach auxiliary)"
+    out = model(b['x'], b['anchor'], b['conf'], b['maze'], b['start'], b['goal'], b['L'], geo=bool(geo))
+    if geo: out, g = out
     w = (1 - b['conf']) * b['valid']
-    return {'mse': (((out - b['x0']) ** 2).sum(-1) * w).sum() / w.sum().clamp(min=1)}
+    res = {'mse': (((out - b['x0']) ** 2).sum(-1) * w).sum() / w.sum().clamp(min=1)}
+    s, e = b['start'][..., :2], b['goal'][..., :2]
+    return res | ({'geo': geo * geodesic_error(g, b['maze'], s, e)} if geo else {})
 
 # %% ../../nbs/53_interp.ipynb #7fd46b4c
 def anneal(j:int, n:int, start:float, end:float, how:str='linear')->float:

@@ -18,7 +18,7 @@ from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoin
 import numpy as np
 from .keyframes import Keyframes, horizon, keypoints_for
 from .maze import make_mazes, maze_problem, FamilyName, TRAIN_FAMILIES
-from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss, geodesic_error
+from .keypoints import KeypointDenoiser, keypoint_batch, keypoint_loss
 from .interp import TrajDenoiser, interp_batch, interp_loss, bootstrap, bootstrap_prob, keyframes_for
 
 # %% auto #0
@@ -182,16 +182,13 @@ def train_stage1(run, p:dict, cfg, source=None)->Learner:
                 run.path, 'stage1', {'kind': 'planner_stage1', 'pred': 'x0', **p})
 
 def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:float, kp_steps:int=10,
-                geo:float=0.0):             # weight of the `Reach` auxiliary loss (`geodesic_error`), as in `keypoint_loss`
+                geo:float=0.0):             # weight of the `Reach` auxiliary loss, as in `interp_loss`
     "`interp_loss` on batches partly re-corrupted with stage-1 keypoints (probability ramping to `cap`)"
     def loss(model, b:dict, step:int)->dict:
         if cap > 0 and stage1 is not None:
             k = keypoints_for(b['x'].shape[1]) if stage1.general else None             # a general batch's own keypoint count
             b = bootstrap(b, stage1, sched, bootstrap_prob(step, warmup, cap), kp_steps, k_min=k)
-        out = interp_loss(model, b)
-        if not geo: return out
-        s, g = b['start'][..., :2], b['goal'][..., :2]
-        return out | {'geo': geo * geodesic_error(model.maze.geodesic(model.maze.features(b['maze'], s, g)), b['maze'], s, g)}
+        return interp_loss(model, b, geo)
     return loss
 
 def train_stage2(run, p:dict, cfg, source=None)->Learner:
