@@ -53,13 +53,27 @@ KERNEL_IDLE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }"""
 
+CHANGED = """async () => { const w = window.jupyterapp.shell.currentWidget, m = w.context.model;
+  if (!m.dirty) return null;
+  const disk = (await window.jupyterapp.serviceManager.contents.get(w.context.path, {content: true})).content, now = m.toJSON();
+  const canon = x => Array.isArray(x) ? '[' + x.map(canon).join(',') + ']' : x !== null && typeof x === 'object'
+    ? '{' + Object.keys(x).filter(k => x[k] !== undefined).sort().map(k => JSON.stringify(k) + ':' + canon(x[k])).join(',') + '}' : JSON.stringify(x);
+  const diff = [];
+  if (canon(disk.metadata) !== canon(now.metadata)) diff.push('metadata: ' + canon(disk.metadata) + ' -> ' + canon(now.metadata));
+  if (disk.cells.length !== now.cells.length) diff.push('cells: ' + disk.cells.length + ' -> ' + now.cells.length);
+  now.cells.forEach((c, i) => { const d = disk.cells[i]; if (d && canon(d) !== canon(c))
+    diff.push('cell ' + i + ': ' + canon(d).slice(0, 300) + ' -> ' + canon(c).slice(0, 300)); });
+  return {path: w.context.path, open: Array.from(window.jupyterapp.shell.widgets('main')).map(x => x.title.label), diff: diff}; }"""
+
+_pages = iter(range(10**6))
 def open_notebook(browser, url:str, name:str):
-    "A page with notebook `name` open and its kernel idle; JupyterLab must not consider it changed"
+    "A page with notebook `name` open and its kernel idle, in a workspace of its own (no tabs restored from other pages); JupyterLab must not consider it changed"
     page = browser.new_page(viewport={'width': 1500, 'height': 1100})
-    page.goto(f'{url}/lab/tree/{name}')
+    page.goto(f'{url}/lab/workspaces/test{next(_pages)}/tree/{name}')
     page.wait_for_function(KERNEL_IDLE, timeout=T)
     time.sleep(1)                                            # let the kernel's language_info reach the model
-    assert not page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"), f"{name} is marked changed on open"
+    changed = page.evaluate(CHANGED)                         # what differs from the file on disk, if anything
+    assert changed is None, f"{name} is marked changed on open: {changed}"
     return page
 
 ERRORS = """() => window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code')
