@@ -41,7 +41,7 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
         s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         base = KeypointDenoiser(hw, k=H, dim=dim, depth=depth, heads=heads, local=False, cnn_layers=cnn_layers).to(device).eval()
-        pl, two, steps = SimpleNamespace(stage1=s1, stage2=s2, baseline=base, sched=sched), PLANNERS['two_stage'], PLANNERS['baseline'].ddim_steps(H)
+        pl, two, steps = SimpleNamespace(stage1=s1, stage2=s2, baseline=base, sched=sched), PLANNERS['two_stage'], PLANNERS['baseline'].ddim_steps(H, n_train=sched.T)
         if general:
             gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
                                   stage2=TrajDenoiser(None, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),

@@ -82,7 +82,7 @@ class PlanConfig(Config):
     method:PlannerName = 'two_stage'          # the planning method (ahri.planners.methods.PLANNERS)
     n_samples:Count = 1                       # plans sampled per maze (the first collision-free one is kept)
     kp_steps:Count = 10                       # DDIM steps of stage 1
-    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256, at most the schedule's steps)
     refine_steps:Count = 1                    # stage-2 passes
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # wall guidance while sampling, and a repair of the plan (54_guidance)
@@ -170,7 +170,7 @@ class PlannerEvalConfig(Config):
     methods:list[PlannerName] = tuple(PLANNERS) # the methods to score (the baseline is the slow one)
     n_samples:Count = 1                       # plans per maze (rows for one sample and for the best of n)
     kp_steps:Count = 10                       # DDIM steps of stage 1
-    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256, at most the schedule's steps)
     refine_steps:Count = 1                    # stage-2 passes
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # also score every method with wall guidance (54_guidance), side by side
@@ -257,7 +257,7 @@ class FamiliesEvalConfig(Config):
     methods:list[PlannerName] = ('stage1', 'two_stage') # the methods to score (add baseline for the full-sequence one: slow)
     guide:bool = True                         # also score every method with wall guidance (--no-guide: unguided only)
     kp_steps:Count = 10                       # DDIM steps of stage 1
-    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256)
+    base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256, at most the schedule's steps)
     batch_size:Count = 64                     # mazes per batch
     out:str|None = None                       # write the results as JSON here (default: nowhere)
     seed:int = 0                              # the held-out problems (below 1 000 000) and the sampling noise

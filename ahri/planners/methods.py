@@ -16,9 +16,12 @@ from .guidance import WallGuide
 __all__ = ['PLANNERS', 'PlannerName', 'default_base_steps', 'sample_plans', 'PlannerMethod', 'planner_method']
 
 # %% ../../nbs/55_methods.ipynb #3869fefd
-def default_base_steps(T:int)->int:
-    "DDIM steps of the full-sequence baseline: 64 up to H = 128, 256 beyond (the published planner's counts)"
-    return 64 if T <= 128 else 256
+def default_base_steps(T:int,               # points per plan
+                       n_train:int|None=None # the schedule's diffusion steps, which no count may exceed (None: no limit)
+                      )->int:
+    "DDIM steps of the full-sequence baseline: 64 up to H = 128, 256 beyond (the published planner's counts), at most the schedule's own"
+    n = 64 if T <= 128 else 256
+    return n if n_train is None else min(n, n_train)
 
 @torch.no_grad()
 def sample_plans(model, sched, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor, # a keypoint model; maze channels, start, goal (unit)
@@ -50,9 +53,9 @@ class PlannerMethod:
         "Whether the run `pl` has the models this method needs"
         return getattr(pl, self.model, None) is not None and (not self.refine or getattr(pl, 'stage2', None) is not None)
 
-    def ddim_steps(self, T:int, kp_steps:int=10, base_steps:int|None=None)->int:
-        "The DDIM steps this method samples with"
-        return (base_steps or default_base_steps(T)) if self.full else kp_steps
+    def ddim_steps(self, T:int, kp_steps:int=10, base_steps:int|None=None, n_train:int|None=None)->int:
+        "The DDIM steps this method samples with (`n_train`: the schedule's steps, a cap on the baseline's default)"
+        return (base_steps or default_base_steps(T, n_train)) if self.full else kp_steps
 
     def sample(self, pl, mz:torch.Tensor, st:torch.Tensor, gl:torch.Tensor, T:int, # a planner run; maze channels, start, goal (unit)
                generator=None, guide:WallGuide|None=None, maps:torch.Tensor|None=None,
@@ -60,7 +63,7 @@ class PlannerMethod:
                **refine_kw)->torch.Tensor: # (B, T, 2) unit coordinates
         "Plans of this method, one per row"
         if not self.available(pl): raise ValueError(f"this planner run has no {self.model} model, so it cannot plan with {self.name!r}")
-        return sample_plans(getattr(pl, self.model), pl.sched, mz, st, gl, T, self.ddim_steps(T, kp_steps, base_steps),
+        return sample_plans(getattr(pl, self.model), pl.sched, mz, st, gl, T, self.ddim_steps(T, kp_steps, base_steps, pl.sched.T),
                             pl.stage2 if self.refine else None, self.full, generator, guide, maps, trace, **(refine_kw if self.refine else {}))
 
 PLANNERS = {m.name: m for m in (PlannerMethod('stage1', 'stage 1 (keypoints, filled)', 'stage1'),
