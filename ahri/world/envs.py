@@ -31,7 +31,7 @@ class EnvKind:
     noop:int = 0                              # the action when no key is pressed
 
 ENVS:dict[str, EnvKind] = {}                  # filled below, one entry per kind
-LATER_ENVS = {'pixelmaze': 'ahri.decisions.pixelmaze'}  # kinds that a later module adds to `ENVS`, imported when named
+LATER_ENVS = {'pixelmaze': 'ahri.decisions.pixelmaze', 'digits': 'ahri.video.clips'}  # kinds that a later module adds to `ENVS`, imported when named
 
 def _kinds()->str: return ', '.join([*ENVS, *(k for k in LATER_ENVS if k not in ENVS)])
 
