@@ -7,11 +7,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..world.envs import ENVS, EnvKind
+import json
+from pathlib import Path
+from typing import Callable
+from ..world.envs import ENVS, EnvKind, VIDEO_SUFFIXES, read_video, video_rate
 
 # %% auto #0
-__all__ = ['SPLITS', 'MOTIONS', 'WALLS', 'digit_px', 'digit_images', 'heldout_combo', 'split_motions', 'motion_index',
-           'moving_digit', 'clip_caption', 'digits_episodes']
+__all__ = ['SPLITS', 'MOTIONS', 'WALLS', 'TEXT_BYTES', 'CAPTIONERS', 'digit_px', 'digit_images', 'heldout_combo', 'split_motions',
+           'motion_index', 'moving_digit', 'clip_caption', 'digits_episodes', 'coinrun_caption', 'text_array',
+           'stored_text', 'didemo_moments', 'didemo_video', 'didemo_episodes', 'captioner']
 
 # %% ../../nbs/60_clips.ipynb #c60a0009
 SPLITS = ('train', 'heldout')      # the digits' clip splits: `digits:train` and `digits:heldout`
@@ -98,3 +102,88 @@ def _digits_split(name:str)->str:
     return name
 
 ENVS['digits'] = EnvKind('digits', lambda name, start=0, **kw: digits_episodes(name, start=start, **kw), _digits_split)
+
+# %% ../../nbs/60_clips.ipynb #c60a0031
+def coinrun_caption(ep:dict,        # a window of a coinrun episode: its `actions`, `rewards` and `dones`
+                    ended:bool|None=None # whether the episode ends at the window's last frame (default: its `dones`)
+                   )->str:
+    "A caption of a coinrun clip written from its actions, rewards and ending"
+    names = ENVS['procgen'].action_names
+    acts = [names[int(a)] for a in np.asarray(ep['actions'])]
+    left, right = sum(a.startswith('left') for a in acts), sum(a.startswith('right') for a in acts)
+    up = np.array([a.endswith('up') for a in acts])
+    jumps = int(up[0]) + int((up[1:] & ~up[:-1]).sum())
+    way = 'runs right' if right > max(left, len(acts) / 3) else 'runs left' if left > max(right, len(acts) / 3) else 'mostly stands'
+    text = f"the agent {way}" + (f" and jumps {jumps} time{'s' * (jumps != 1)}" if jumps else ' without jumping')
+    ended = bool(np.asarray(ep['dones'])[-1]) if ended is None else ended
+    if (np.asarray(ep['rewards']) > 0).any(): text += ', then collects the coin'
+    elif ended: text += ', then dies'
+    return text
+
+# %% ../../nbs/60_clips.ipynb #c60a0034
+TEXT_BYTES = 256          # width of a stored caption (UTF-8, zero-padded, cut at a character boundary)
+
+def text_array(text:str, n:int)->np.ndarray:
+    "`text` as n identical rows of UTF-8 bytes (uint8, TEXT_BYTES wide)"
+    b = text.encode()[:TEXT_BYTES].decode(errors='ignore').encode()
+    row = np.zeros(TEXT_BYTES, np.uint8); row[:len(b)] = np.frombuffer(b, np.uint8)
+    return np.repeat(row[None], n, 0)
+
+def stored_text(ep:dict)->str:
+    "The caption stored in an episode's `text` array"
+    return bytes(np.asarray(ep['text'][0])).rstrip(b'\0').decode()
+
+def didemo_moments(meta:str|Path)->list[dict]:
+    "The annotations of a DiDeMo metadata file, each with its consensus moment in seconds"
+    meta = Path(meta)
+    if not meta.is_file(): raise ValueError(f"DiDeMo metadata {meta} does not exist")
+    try: rows = json.loads(meta.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f"{meta} is not valid JSON ({e})") from None
+    need = ('annotation_id', 'description', 'video', 'times')
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(k in r for k in need) for r in rows):
+        raise ValueError(f"{meta} is not DiDeMo metadata: expected a list of annotations with {', '.join(need)}")
+    out = []
+    for r in rows:
+        pairs = [tuple(t) for t in r['times']]
+        first, last = max(sorted(set(pairs)), key=pairs.count)        # the most chosen pair; the earliest of a tie
+        out.append(dict(annotation_id=r['annotation_id'], description=r['description'].strip(), video=r['video'],
+                        start_s=5.0 * first, end_s=5.0 * (last + 1)))
+    return out
+
+def didemo_video(meta:str|Path, name:str)->Path|None:
+    "The local file of DiDeMo video `name`: in the metadata's folder or its `videos/`, any video extension (None: missing)"
+    stem = Path(name).stem
+    for d in (Path(meta).parent, Path(meta).parent / 'videos'):
+        for f in [d / name] + [d / (stem + s) for s in VIDEO_SUFFIXES]:
+            if f.is_file(): return f
+    return None
+
+def _didemo_local(meta:str)->list[dict]:
+    ms = [dict(m, path=p) for m in didemo_moments(meta) if (p := didemo_video(meta, m['video'])) is not None]
+    if not ms: raise ValueError(f"none of the videos of {meta} is in {Path(meta).parent} or {Path(meta).parent / 'videos'}")
+    return ms
+
+def didemo_episodes(meta:str, size:int=64, fps:float|None=None, start:int=0, **_):
+    "One episode per annotated moment whose video is local, cut to the moment, with its description, from the `start`-th on"
+    for m in _didemo_local(meta)[start:]:
+        step, rate = video_rate(m['path'], fps)
+        frames = read_video(m['path'], size, fps)[int(round(m['start_s'] * rate)):int(round(m['end_s'] * rate))]
+        if not len(frames): raise ValueError(f"{m['path']} has no frames in the moment {m['start_s']:g}-{m['end_s']:g} s of annotation {m['annotation_id']}")
+        n = len(frames)
+        yield dict(frames=frames, rewards=np.zeros(n, np.float32), dones=np.zeros(n, bool), text=text_array(m['description'], n),
+                   annotation=np.full(n, int(m['annotation_id']), np.int64))
+
+def _didemo_meta(name:str)->str:
+    didemo_moments(name); return name
+
+ENVS['didemo'] = EnvKind('didemo', lambda name, size=64, start=0, fps=None, **_: didemo_episodes(name, size, fps, start), _didemo_meta,
+                         options=('fps',), available=lambda name: len(_didemo_local(name)))
+
+# %% ../../nbs/60_clips.ipynb #c60a0038
+CAPTIONERS:dict[str, Callable[[dict], str]] = {'digits': clip_caption, 'procgen:coinrun': coinrun_caption, 'didemo': stored_text}
+
+def captioner(env:str)->Callable[[dict], str]:
+    "The function that captions clips of the source `env` (a dataset's `EpisodeStore.env`)"
+    for key in (env, env.partition(':')[0]):
+        if key in CAPTIONERS: return CAPTIONERS[key]
+    raise ValueError(f"no captions for clips of {env}: captioned sources are {', '.join(CAPTIONERS)}")

@@ -14,8 +14,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['ENVS', 'LATER_ENVS', 'PROCGEN_GAMES', 'PROCGEN_KEYS', 'POINTMAZE', 'VIDEO_SUFFIXES', 'EnvKind', 'parse_env',
            'env_kind', 'Policy', 'resize_square', 'EpisodeBuffers', 'procgen_episodes', 'gym_episodes', 'ale_episodes',
-           'pointmaze_layout', 'pointmaze_env', 'pointmaze_episodes', 'video_files', 'read_video', 'video_episodes',
-           'env_episodes']
+           'pointmaze_layout', 'pointmaze_env', 'pointmaze_episodes', 'video_files', 'video_rate', 'read_video',
+           'video_episodes', 'env_episodes']
 
 # %% ../../nbs/10_envs.ipynb #b25f7e92
 @dataclass
@@ -31,7 +31,7 @@ class EnvKind:
     noop:int = 0                              # the action when no key is pressed
 
 ENVS:dict[str, EnvKind] = {}                  # filled below, one entry per kind
-LATER_ENVS = {'pixelmaze': 'ahri.decisions.pixelmaze', 'digits': 'ahri.video.clips'}  # kinds that a later module adds to `ENVS`, imported when named
+LATER_ENVS = {'pixelmaze': 'ahri.decisions.pixelmaze', 'digits': 'ahri.video.clips', 'didemo': 'ahri.video.clips'}  # kinds that a later module adds to `ENVS`, imported when named
 
 def _kinds()->str: return ', '.join([*ENVS, *(k for k in LATER_ENVS if k not in ENVS)])
 
@@ -210,16 +210,22 @@ def video_files(folder:str|Path)->list[Path]:
     if not fs: raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {folder}")
     return fs
 
-def read_video(path:str|Path, size:int=64, fps:float|None=None)->np.ndarray:
-    "All frames of a video as uint8 (N, size, size, 3), optionally subsampled to `fps`"
+def video_rate(path:str|Path, fps:float|None=None)->tuple[int, float]:
+    "(step, frame rate) of what `read_video` keeps: every step-th source frame, so source fps ÷ step frames a second"
     import imageio.v3 as iio
-    try:
-        meta = iio.immeta(path, plugin='pyav'); frames = iio.imread(path, plugin='pyav')
+    try: src = float(iio.immeta(path, plugin='pyav').get('fps') or fps or 30)
+    except Exception as e: raise ValueError(f"cannot read video {path}: {e}") from None
+    step = max(1, round(src / fps)) if fps else 1
+    return step, src / step
+
+def read_video(path:str|Path, size:int=64, fps:float|None=None)->np.ndarray:
+    "All frames of a video as uint8 (N, size, size, 3), optionally subsampled to `fps` (at `video_rate`'s rate)"
+    import imageio.v3 as iio
+    step, _ = video_rate(path, fps)
+    try: frames = iio.imread(path, plugin='pyav')
     except Exception as e: raise ValueError(f"cannot read video {path}: {e}") from None
     if frames.ndim != 4 or len(frames) == 0: raise ValueError(f"cannot read video {path}: no frames decoded")
-    if fps:
-        step = max(1, round(float(meta.get('fps') or fps) / fps)); frames = frames[::step]
-    return np.stack([resize_square(f, size) for f in frames])
+    return np.stack([resize_square(f, size) for f in frames[::step]])
 
 def video_episodes(folder:str, size:int=64, fps:float|None=None, start:int=0, **_):
     "One action-free episode per video file in `folder`, from the `start`-th file on"
