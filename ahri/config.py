@@ -203,16 +203,15 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
 
 def run_command(name:str, fn:Callable, cfg, show:Callable|None=None, as_json:bool=False)->int:
     "Run `fn(cfg)` as command `name` would: print its result, one-line errors, signals as Interrupted; returns the exit status"
-    h, old, caught, hook = _Lines(name), {}, [], sys.unraisablehook
-    def on_signal(signum, frame=None): caught.append(signum); raise_interrupted(signum, frame)
+    h, old, dropped, hook = _Lines(name), {}, [], sys.unraisablehook
     log.removeHandler(_default); log.addHandler(h)
     # a signal that arrives while a finalizer (`__del__`) runs raises there, where Python prints and drops the exception:
     # it is kept quiet and still ends the command as stopped, after whatever `fn` finished (all of it written atomically)
-    sys.unraisablehook = lambda u: None if isinstance(u.exc_value, Interrupted) else hook(u)
+    sys.unraisablehook = lambda u: dropped.append(u.exc_value.signum) if isinstance(u.exc_value, Interrupted) else hook(u)
     try:
-        for s in (signal.SIGTERM, signal.SIGINT): old[s] = signal.signal(s, on_signal)
+        for s in (signal.SIGTERM, signal.SIGINT): old[s] = signal.signal(s, raise_interrupted)
         res = fn(cfg)
-        if caught: raise Interrupted(caught[0])
+        if dropped: raise Interrupted(dropped[0])
         if as_json: print(json.dumps(res, indent=1, default=str))
         elif show is not None and (text := show(res)): print(text)
         return 0
