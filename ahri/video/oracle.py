@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .clips import digits_episodes, MOTIONS, clip_caption
+from .clips import digits_episodes, MOTIONS
 
 # %% auto #0
 __all__ = ['ClipOracle', 'clip_pairs', 'read_clips', 'OracleConfig', 'train_oracle', 'oracle_accuracy']
