@@ -14,8 +14,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['ENVS', 'LATER_ENVS', 'PROCGEN_GAMES', 'PROCGEN_KEYS', 'POINTMAZE', 'VIDEO_SUFFIXES', 'EnvKind', 'parse_env',
            'env_kind', 'Policy', 'resize_square', 'EpisodeBuffers', 'procgen_episodes', 'gym_episodes', 'ale_episodes',
-           'pointmaze_layout', 'pointmaze_env', 'pointmaze_episodes', 'video_files', 'video_rate', 'read_video',
-           'video_episodes', 'env_episodes']
+           'pointmaze_layout', 'load_triton_first', 'pointmaze_env', 'pointmaze_episodes', 'video_files', 'video_rate',
+           'read_video', 'video_episodes', 'env_episodes']
 
 # %% ../../nbs/10_envs.ipynb #b25f7e92
 @dataclass
@@ -174,11 +174,20 @@ def pointmaze_layout(name:str # 'umaze', 'medium' or 'large' (any case)
     from gymnasium_robotics.envs.maze import maps
     return SimpleNamespace(name=name, occ=np.array(getattr(maps, POINTMAZE[name]['grid'])) == 1, **POINTMAZE[name])
 
+def load_triton_first()->bool:
+    "Load triton (if installed) before Mesa's LLVM enters the process: loaded after it, triton crashes; True if loaded"
+    if importlib.util.find_spec('triton') is None: return False
+    try: import triton
+    except ImportError: return False
+    return True
+
 def pointmaze_env(name:str, max_steps:int|None=None, # episode length (default: D4RL's for the layout)
                   render_size:int|None=None):        # render square RGB frames of this size (needs MUJOCO_GL)
     "The PointMaze environment of a layout, as both the world model's data and the Maze2D planners use it"
     name = _pointmaze_name(name)
-    if render_size: os.environ.setdefault('MUJOCO_GL', 'egl')   # headless OpenGL; osmesa also works if installed
+    if render_size:
+        os.environ.setdefault('MUJOCO_GL', 'egl')   # headless OpenGL; osmesa also works if installed
+        load_triton_first()
     kw = dict(render_mode='rgb_array', width=render_size, height=render_size) if render_size else {}
     return _robotics().make(POINTMAZE[name]['env'], continuing_task=True, reset_target=False,
                             max_episode_steps=max_steps or POINTMAZE[name]['steps'], **kw)
