@@ -4,16 +4,20 @@
 
 # %% ../../nbs/62_oracle.ipynb #c62a0005
 from __future__ import annotations
+import io
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from ..core import atomic_write_bytes
 from .clips import digits_episodes, MOTIONS
 
 # %% auto #0
-__all__ = ['ClipOracle', 'clip_pairs', 'read_clips', 'OracleConfig', 'train_oracle', 'oracle_accuracy']
+__all__ = ['ClipOracle', 'clip_pairs', 'read_clips', 'OracleConfig', 'train_oracle', 'oracle_accuracy', 'save_oracle',
+           'load_oracle']
 
 # %% ../../nbs/62_oracle.ipynb #c62a0007
 def _cnn(c_in:int, width:int, first_stride:int=2)->nn.Sequential:
@@ -85,3 +89,16 @@ def oracle_accuracy(oracle:ClipOracle, split:str='heldout', n:int=500, T:int=16,
     clean = torch.tensor([e['bounce'][0] == 0 for e in eps])      # a bounce between frames 0 and 1 hides the named motion
     return dict(digit=(d == td).float().mean().item(), motion=(m == tm)[clean].float().mean().item(),
                 caption=((d == td) & (m == tm))[clean].float().mean().item(), n=n, bounce_at_start=1 - clean.float().mean().item())
+
+# %% ../../nbs/62_oracle.ipynb #c62a0016
+def save_oracle(oracle:ClipOracle, path:str|Path)->Path:
+    "Write the oracle's width and weights to one file, atomically"
+    buf = io.BytesIO(); torch.save({'width': oracle.digit_body[0].out_channels, 'state': oracle.state_dict()}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+def load_oracle(path:str|Path, device='cpu')->ClipOracle:
+    "An oracle written by `save_oracle`"
+    if not Path(path).is_file(): raise ValueError(f"no oracle at {path}: train one (ahri.video.oracle.train_oracle) and save it with save_oracle")
+    d = torch.load(path, map_location=device, weights_only=True)
+    o = ClipOracle(d['width']); o.load_state_dict(d['state'])
+    return o.to(device).eval()
