@@ -91,9 +91,12 @@ def diffusion_sample(model,              # model(x_t, t, **cond) -> ε or x0 pre
                      pred:str='eps',
                      generator:torch.Generator|None=None,
                      clip:float|None=None, # clamp each x0 estimate to [-clip, clip] (data known to lie there)
+                     t_start:int|None=None, # `noise` is x at this step, not pure noise (SDEdit: a noised sample; default T-1)
                      **cond)->torch.Tensor:
-    "DDPM (steps=T, η=1) or DDIM (fewer steps, η=0) sampling from pure noise"
-    ts, x, B = sample_timesteps(s.T, steps or s.T), noise, noise.shape[0]
+    "DDPM (steps=T, η=1) or DDIM (fewer steps, η=0) sampling from pure noise (or from x at step `t_start`)"
+    top = s.T if t_start is None else t_start + 1
+    if not 1 <= top <= s.T: raise ValueError(f"t_start must be in [0, {s.T - 1}], got {t_start}")
+    ts, x, B = sample_timesteps(top, min(steps or top, top)), noise, noise.shape[0]
     for t, tp in zip(ts[:-1], ts[1:]):
         tt, tpp = torch.full((B,), t, device=x.device), torch.full((B,), tp, device=x.device)
         x0, eps = to_x0_eps(s, x, model(x, tt, **cond), tt, pred)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from einops import rearrange
-from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss
+from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss, q_sample
 from ..layers import Block
 from ..learner import RandomBatches
 from ..planners.keyframes import Keyframes
@@ -183,12 +183,19 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
                      steps:int=50,              # DDIM steps
                      guidance:float=3.0,        # w: 0 unconditional, 1 conditional, > 1 guided
                      seed:int=0,
-                     clip:float|None=5.0        # clamp each x̂0 to [−clip, clip] (standardized latents lie well inside)
+                     clip:float|None=5.0,       # clamp each x̂0 to [−clip, clip] (standardized latents lie well inside)
+                     init:torch.Tensor|None=None, # (B, K, *latent) keyframes to re-create instead of starting from noise (SDEdit) ...
+                     strength:float=1.0         # ... noised to step strength·T first (1: as from pure noise)
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents
-    "Keyframes for each caption, by DDIM with classifier-free guidance"
+    "Keyframes for each caption, by DDIM with classifier-free guidance (from noise, or from noised keyframes `init`)"
     model.eval(); dev = next(model.parameters()).device; B = len(texts)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, model.K, *model.latent_shape, generator=g).to(dev)
+    t0 = None
+    if init is not None:
+        if not 0 < strength <= 1: raise ValueError(f"strength must be in (0, 1], got {strength}")
+        t0 = max(0, round(strength * sched.T) - 1); steps = max(1, round(steps * strength))
+        noise = q_sample(sched, init.to(dev), noise, torch.full((B,), t0, device=dev))
     (fc, mc), (fu, mu) = model.encode_text(list(texts)), model.encode_text([''] * B)
     L = max(fc.shape[1], fu.shape[1])
     both = (torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)]))
@@ -196,7 +203,7 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
         if guidance == 1: return model(x, t, text=(fc, mc))
         c, u = model(torch.cat([x, x]), torch.cat([t, t]), text=both).chunk(2)
         return u + guidance * (c - u)
-    return diffusion_sample(guided, sched, noise, steps, pred=model.pred, clip=clip)
+    return diffusion_sample(guided, sched, noise, steps, pred=model.pred, clip=clip, t_start=t0)
 
 def fill_clip(keyframes:torch.Tensor, # (B, K, *latent) keyframe latents
               T:int)->torch.Tensor:   # (B, T, *latent) the clip with straight lines between keyframes

@@ -77,6 +77,7 @@ def fill_batch(x0:torch.Tensor,          # (B, T, *latent) clean clips (standard
 
 @torch.no_grad()
 def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps:int=10, guidance:float=3.0,
+                    strength:float=1.0,    # stage 1 re-creates the clip's own keyframes noised to strength·T (1: from pure noise)
                     generator:torch.Generator|None=None)->dict:
     "The batch with each clip, with probability p, re-corrupted as the straight-line fill through stage-1 keyframes for its caption"
     B, T = b['anchor'].shape
@@ -84,7 +85,8 @@ def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps
     if not i: return b
     kf = keyframes_for(T, stage1.K)
     seed = int(torch.randint(2 ** 31, (1,), generator=generator))
-    gen = sample_keyframes(stage1, sched, [b['texts'][j] for j in i], steps, guidance, seed).to(b['x'].device)
+    init = b['x0'][i][:, kf.levels[-1]] if strength < 1 else None
+    gen = sample_keyframes(stage1, sched, [b['texts'][j] for j in i], steps, guidance, seed, init=init, strength=strength).to(b['x'].device)
     b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()}
     b['x'][i] = fill_clip(gen, T)
     b['anchor'][i] = kf.mask[kf.S].to(b['anchor'].device)
@@ -101,10 +103,10 @@ def fill_loss(model:nn.Module, b:dict)->dict:
 
 def stage2_loss(stage1:nn.Module|None, sched:DDPMSchedule|None,
                 cap:float=0.5, warmup:int=500,   # bootstrap probability ramps from 0 to cap over warmup steps
-                steps:int=10, guidance:float=3.0):
+                steps:int=10, guidance:float=3.0, strength:float=0.6):
     "Learner loss: `fill_loss` on batches partly bootstrapped with stage-1 keyframes"
     def loss(model, b:dict, step:int)->dict:
-        if stage1 is not None and cap > 0: b = bootstrap_clips(b, stage1, sched, bootstrap_prob(step, warmup, cap), steps, guidance)
+        if stage1 is not None and cap > 0: b = bootstrap_clips(b, stage1, sched, bootstrap_prob(step, warmup, cap), steps, guidance, strength)
         return fill_loss(model, b)
     return loss
 

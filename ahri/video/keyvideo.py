@@ -13,20 +13,25 @@ import numpy as np
 import torch
 from torch import nn
 from ..core import set_threads, seed_everything, atomic_write_json
-from ..config import ConfigError, Count, Frac, Positive, NonNeg, resolve, command, log
+from ..config import Config, ConfigError, Count, Frac, Positive, NonNeg, Weight, Device, resolve, command, log
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, RandomBatches, init_distributed, world
-from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained, path_record, find_path
 from ..world.data import EpisodeStore, split_episodes
-from ..world.encode import open_latents
+from ..world.encode import open_latents, cache_tokenizer
+from ..world.data import frames_to_uint8
+from ..world.eval import write_video
+from .oracle import train_oracle, OracleConfig, save_oracle, load_oracle
 from .text import WordVocab, TEXT_ENCODERS
 from .keyclips import (ClipSet, load_clips, keyframe_index, KeyframeDenoiser, keyframe_loss, keyframe_batches, sample_keyframes,
                                  fill_clip, decode_clips, judge_clips)
 from .keyfill import FillDenoiser, MODES, fill_batch, stage2_loss, refine_clip, level_report
 
 # %% auto #0
-__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'train_keyframes', 'fill_batches',
-           'train_fill', 'train_keyvideo', 'open_keyvideo', 'keyvideo_report', 'report_table']
+__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ahri_sample_keyvideo', 'ahri_eval_keyvideo', 'KeyvideoConfig',
+           'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill', 'train_keyvideo', 'open_keyvideo',
+           'keyvideo_report', 'report_table', 'run_tokenizer', 'clip_rows', 'KeyvideoSampleConfig', 'sample_keyvideo',
+           'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
@@ -60,17 +65,19 @@ class KeyvideoConfig(RunConfig):
     sigma_max:Positive = 0.2                  # stage 2, 'noise' mode: σ at the sparsest level (latents are standardized)
     bootstrap_cap:Frac = 0.5                  # largest share of stage-2 clips re-corrupted with stage-1 keyframes
     guidance:Positive = 3.0                   # classifier-free guidance of the stage-1 keyframes stage 2 is bootstrapped on
+    bootstrap_strength:Frac = 0.6             # stage 1 re-creates a clip's own keyframes noised to this share of its schedule (1: from pure noise)
     causal:bool = False                       # train the causal stage 2 (a frame sees only earlier frames)
     val_frac:Frac = 0.1                       # share of episodes held out
     def check(self):
         if self.K < 2: raise ConfigError(f"--K must be ≥ 2 (the clip's first and last frames), got {self.K}")
         if self.T < self.K: raise ConfigError(f"--T must be ≥ --K ({self.K}), got {self.T}")
         if self.text == 'clip' and not self.text_path: raise ConfigError("--text clip needs --text_path (a local folder of CLIP text weights)")
+        if self.bootstrap_strength <= 0: raise ConfigError(f"--bootstrap_strength must be above 0 (1: keyframes from pure noise), got {self.bootstrap_strength}")
 
 def keyvideo_settings(cfg:KeyvideoConfig, store:EpisodeStore, clips:ClipSet)->dict:
     "What sampling needs besides the weights (keyvideo.json)"
     return dict(T=cfg.T, K=cfg.K, diffusion_steps=cfg.diffusion_steps, pred=cfg.pred, mean=clips.mean, std=clips.std,
-                latent_shape=list(clips.latents.shape[2:]), env=store.env, data=str(Path(cfg.data).resolve()), data_fingerprint=store.fingerprint)
+                latent_shape=list(clips.latents.shape[2:]), env=store.env, data=path_record(cfg.data, cfg.out), data_fingerprint=store.fingerprint)
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0009
 def _text(cfg): return {'path': cfg.text_path} if cfg.text == 'clip' else None
@@ -101,11 +108,11 @@ def train_fill(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[str])-
     if old is not None and old['config']['run'].get('stage1') != built_on:
         log.info('stage 1 changed since stage 2 was trained on its keyframes: training stage 2 again'); shutil.rmtree(run.path / 'stage2')
     model = FillDenoiser(p['latent_shape'], cfg.T, cfg.K, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.causal)
-    loss = stage2_loss(s1.model if s1 else None, DDPMSchedule(cfg.diffusion_steps), cfg.bootstrap_cap, cfg.steps2 // 4, guidance=cfg.guidance)
+    loss = stage2_loss(s1.model if s1 else None, DDPMSchedule(cfg.diffusion_steps), cfg.bootstrap_cap, cfg.steps2 // 4, guidance=cfg.guidance, strength=cfg.bootstrap_strength)
     learn = Learner(model, loss, fill_batches(clips, cfg.K, cfg.batch_size, cfg.modes, cfg.sigma_max, cfg.seed + 2 + world()[0]),
                     cfg.train_config(cfg.steps2, cfg.lr, cfg.warmup, first=run.first('steps2')), device=cfg.device, progress=not cfg.quiet)
     return fit_run(learn, run.path / 'stage2', {'kind': 'keyvideo_stage2', **p, 'modes': list(cfg.modes), 'sigma_max': cfg.sigma_max,
-                                                'bootstrap_cap': cfg.bootstrap_cap, 'stage1': built_on}, stage='stage2')
+                                                'bootstrap_cap': cfg.bootstrap_cap, 'bootstrap_strength': cfg.bootstrap_strength, 'stage1': built_on}, stage='stage2')
 
 def train_keyvideo(cfg:KeyvideoConfig)->Trained:
     "Train stage 1 and stage 2 on the training clips of a captioned latent cache into `cfg.out`"
@@ -172,3 +179,103 @@ def report_table(rep:dict)->str:
     "The report as a markdown table"
     lines = ['| clip | digit | first motion | caption |', '|---|---|---|---|']
     return '\n'.join(lines + [f"| {k} | {v['digit']:.1%} | {v['motion']:.1%} | {v['caption']:.1%} |" for k, v in rep.items()])
+
+# %% ../../nbs/65_keyvideo.ipynb #c65a0016
+def run_tokenizer(kv:SimpleNamespace, device=None)->nn.Module:
+    "The tokenizer that encoded the run's latent cache (checked to hold the same weights)"
+    data = find_path(kv.p['data'], kv.run)
+    if not (data / 'manifest.json').exists(): raise ValueError(f"the latent cache {data} the run was trained on is gone; its tokenizer is found through it")
+    store = EpisodeStore(data); rec = store.manifest.get('tokenizer')
+    if not rec: raise ValueError(f"{data} records no tokenizer (it was not made by ahri_encode), so its latents cannot be decoded")
+    o = open_checkpoint(cache_tokenizer(store), lambda r: r.get('kind') == 'tokenizer', 'a tokenizer checkpoint', rec.get('weights') == 'ema', device)
+    if o.fingerprint != rec['fingerprint']:
+        raise ValueError(f"the tokenizer at {o.ckpt} has changed since {data} was encoded: re-encode the cache (ahri_encode) and retrain (ahri_train_keyvideo)")
+    return o.model
+
+def clip_rows(frames:torch.Tensor, gap:int=2)->np.ndarray: # (B, T, 3, H, W) in [0, 1] -> uint8 (T, H', W', 3)
+    "A video with one clip per row"
+    B, T, _, H, W = frames.shape
+    video = np.full((T, B * (H + gap) + gap, W + 2 * gap, 3), 255, np.uint8)
+    for i in range(B): video[:, gap + i * (H + gap):gap + i * (H + gap) + H, gap:gap + W] = frames_to_uint8(frames[i]).numpy()
+    return video
+
+@dataclass(kw_only=True)
+class KeyvideoSampleConfig(Config):
+    "Generate a clip for each caption with a trained keyframe-video run, written as one video (a row per caption)"
+    volatile:ClassVar = ('device', 'threads', 'quiet')
+    run:str                                   # keyframe-video run folder (ahri_train_keyvideo)
+    captions:list[str]                        # the captions, one clip each
+    out:str                                   # the video file: .mp4 or .gif
+    steps:Count = 50                          # stage-1 DDIM steps
+    guidance:Weight = 3.0                     # classifier-free guidance (0: unconditional, 1: conditional, more: guided)
+    fill:Literal['stage2', 'interp'] = 'stage2' # the frames between keyframes: stage 2, or straight lines between latents
+    seed:int = 0                              # seed of the keyframes' noise
+    fps:Count = 8                             # frames per second of the video
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    quiet:bool = False                        # no log lines
+    def check(self):
+        if Path(self.out).suffix not in ('.mp4', '.gif'): raise ConfigError(f"--out must be a .mp4 or .gif file, got {self.out}")
+        if not self.captions: raise ConfigError("--captions needs at least one caption")
+
+def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
+    "Clips for the captions, written to `cfg.out`"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    kv = open_keyvideo(cfg.run, cfg.device)
+    if cfg.fill == 'stage2' and kv.stage2 is None: raise ValueError(f"{cfg.run} has no stage 2 yet: finish ahri_train_keyvideo, or use --fill interp")
+    tok = run_tokenizer(kv, cfg.device)
+    kf = sample_keyframes(kv.stage1, kv.sched, cfg.captions, cfg.steps, cfg.guidance, cfg.seed)
+    z = refine_clip(kv.stage2, kf, cfg.captions) if cfg.fill == 'stage2' else fill_clip(kf, kv.p['T'])
+    frames = decode_clips(tok, z.cpu(), kv.p['mean'], kv.p['std'])
+    write_video(clip_rows(frames), cfg.out, cfg.fps)
+    return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1])}
+
+ahri_sample_keyvideo = command(KeyvideoSampleConfig, sample_keyvideo, 'ahri_sample_keyvideo',
+                               show=lambda r: f"{r['out']}: {r['clips']} clips of {r['frames']} frames")
+
+# %% ../../nbs/65_keyvideo.ipynb #c65a0017
+@dataclass(kw_only=True)
+class KeyvideoEvalConfig(Config):
+    "Judge a keyframe-video run on held-out moving-digit clips: oracle caption accuracy per clip source, stage 2 against interpolation per level"
+    volatile:ClassVar = ('device', 'threads', 'quiet')
+    run:str                                   # keyframe-video run folder (ahri_train_keyvideo)
+    data:str                                  # latent cache of held-out clips, encoded with the run's tokenizer (e.g. of digits:heldout)
+    oracle:str|None = None                    # oracle file (default: RUN/oracle.pt, trained and saved there once)
+    n:Count = 200                             # held-out clips whose captions are generated
+    steps:Count = 50                          # stage-1 DDIM steps
+    guidance:Weight = 3.0                     # classifier-free guidance
+    seed:int = 0                              # seed of the keyframes' noise
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    quiet:bool = False                        # no log lines
+
+def eval_keyvideo(cfg:KeyvideoEvalConfig)->dict:
+    "The report and the level report of a run on held-out clips, also written to RUN/eval.json"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    kv = open_keyvideo(cfg.run, cfg.device)
+    if not kv.p['env'].startswith('digits'): raise ValueError(f"the oracle judges moving-digit clips only; {cfg.run} was trained on {kv.p['env']} clips")
+    tok = run_tokenizer(kv, cfg.device)
+    store, info = open_latents(cfg.data)
+    run_rec = EpisodeStore(find_path(kv.p['data'], kv.run)).manifest['tokenizer']['fingerprint']
+    if (info['tokenizer'] or {}).get('fingerprint') != run_rec:
+        raise ValueError(f"{cfg.data} was encoded with another tokenizer than the run's cache: encode it with the run's tokenizer (ahri_encode --ckpt …)")
+    held = load_clips(store, range(len(store)), kv.p['T'], stats=(kv.p['mean'], kv.p['std']))
+    path = Path(cfg.oracle) if cfg.oracle else kv.run / 'oracle.pt'
+    if not path.exists() and cfg.oracle is None:
+        if not cfg.quiet: log.info(f"training the oracle once (about 8 minutes on 2 CPU cores), saved to {path}")
+        save_oracle(train_oracle(OracleConfig(), kv.device)[0], path)
+    oracle = load_oracle(path, kv.device)
+    rep = keyvideo_report(kv, tok, oracle, held, cfg.n, cfg.steps, cfg.guidance, cfg.seed)
+    res = {'report': rep, 'levels': level_report(kv.stage2, held) if kv.stage2 is not None else None,
+           'n': min(cfg.n, len(held)), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance}
+    atomic_write_json(kv.run / 'eval.json', res)
+    return res
+
+def show_eval(res:dict)->str:
+    "The evaluation as text: the report table, then stage 2 against interpolation per level"
+    out = [report_table(res['report'])]
+    for r in res['levels'] or []:
+        out.append(f"level {r['level']} ({r['anchors']} anchors): interpolation {r['interp']:.4f}, stage 2 {r['stage2']:.4f} latent MSE")
+    return '\n'.join(out)
+
+ahri_eval_keyvideo = command(KeyvideoEvalConfig, eval_keyvideo, 'ahri_eval_keyvideo', show=show_eval)

@@ -60,7 +60,7 @@ class CollectConfig(Config):
     "Collect episodes from a real environment (or a folder of videos) into a resumable sharded dataset"
     volatile:ClassVar = ('out', 'overwrite', 'quiet')
     extendable:ClassVar = ('episodes',)
-    env:str                                   # procgen:GAME, ale:GAME, pointmaze:umaze|medium|large, pixelmaze:LAYOUT, or video:FOLDER
+    env:str                                   # procgen:GAME, ale:GAME, pointmaze:umaze|medium|large, pixelmaze:LAYOUT, video:FOLDER, digits:train|heldout, or didemo:METADATA.json
     out:str                                   # dataset folder (rerun the same command to finish an interrupted run)
     episodes:Count = 100                      # episodes to collect (video: at most the number of files; rerun with more to extend)
     max_steps:Count = 1000                    # longest episode; longer ones are cut (done stays False)
