@@ -183,7 +183,7 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
                      steps:int=50,              # DDIM steps
                      guidance:float=3.0,        # w: 0 unconditional, 1 conditional, > 1 guided
                      seed:int=0,
-                     clip:float|None=5.0,       # clamp each x̂0 to [−clip, clip] (standardized latents lie well inside)
+                     clip:float|None=None,      # clamp each x̂0 to [−clip, clip] (default: no clamp)
                      init:torch.Tensor|None=None, # (B, K, *latent) keyframes to re-create instead of starting from noise (SDEdit) ...
                      strength:float=1.0         # ... noised to step strength·T first (1: as from pure noise)
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents

@@ -35,7 +35,7 @@ __all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ahri_sample_keyvideo', 'a
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
-    'tiny':  dict(T=16, K=4, dim=128, depth=4, heads=4, patch=2, diffusion_steps=1000, batch_size=32, steps1=3000, steps2=2000, lr=1e-3, warmup=100),
+    'tiny':  dict(T=16, K=4, dim=128, depth=4, heads=4, patch=2, diffusion_steps=1000, batch_size=32, steps1=9000, steps2=1000, lr=1e-3, warmup=100),
     'small': dict(T=16, K=4, dim=384, depth=8, heads=6, patch=2, diffusion_steps=1000, batch_size=128, steps1=50_000, steps2=30_000, lr=3e-4, warmup=1000)}
 
 @dataclass(kw_only=True)
@@ -57,7 +57,7 @@ class KeyvideoConfig(RunConfig):
     steps2:NonNeg|None = None                 # stage-2 steps (0: stage 1 only)
     lr:Positive|None = None                   # peak learning rate
     warmup:NonNeg|None = None                 # learning-rate warmup steps (at most half of each training)
-    pred:Literal['eps', 'x0'] = 'eps'         # what stage 1 predicts
+    pred:Literal['eps', 'x0'] = 'x0'          # what stage 1 predicts (ε: its samples from pure noise were not digits at all, see the notebook)
     p_uncond:Frac = 0.1                       # share of captions dropped to '' in stage-1 training (classifier-free guidance)
     text:Literal[tuple(TEXT_ENCODERS)] = 'words' # text encoder: words (trained with the model) or clip (local weights, --text_path)
     text_path:str|None = None                 # clip: the folder of the CLIP text model (default: none)
