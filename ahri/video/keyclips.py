@@ -12,8 +12,8 @@ from torch import nn
 from einops import rearrange
 from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss, q_sample
 from ..layers import Block
-from ..learner import RandomBatches
-from ..planners.keyframes import Keyframes
+from ..learner import RandomBatches, unwrap
+from ..planners.interp import keyframes_for
 from ..planners.keypoints import timestep_embedding, keypoints_to_traj
 from ..world.data import EpisodeStore
 from ..world.encode import latent_stats
@@ -60,7 +60,7 @@ def load_clips(store:EpisodeStore, episodes,  # a latent cache and the episodes 
 # %% ../../nbs/63_keyclips.ipynb #c63a0010
 def keyframe_index(T:int, K:int)->torch.Tensor:
     "The frames of a T-frame clip that are its K keyframes: the sparsest anchor level of `Keyframes`"
-    idx = Keyframes(T, K).levels[-1]
+    idx = keyframes_for(T, K).levels[-1]
     if len(idx) != K: raise ValueError(f"{K} keyframes do not fit evenly in {T} frames")
     return idx
 
@@ -156,15 +156,15 @@ class KeyframeDenoiser(nn.Module):
         return self.lat.unembed(self.norm(z[:, -h.shape[1]:]).unflatten(1, (self.K, self.lat.n_tok)))
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0019
-def keyframe_loss(sched:DDPMSchedule, pred:str='eps',
+def keyframe_loss(sched:DDPMSchedule,
                   p_uncond:float=0.1):        # probability that a caption is replaced by '' (for guidance)
-    "Learner loss on a batch {'x0': (B, K, *latent) keyframe latents, 'texts': captions}"
+    "Learner loss on a batch {'x0': (B, K, *latent) keyframe latents, 'texts': captions}; the target is what the model predicts (`pred`)"
     def loss(model, b:dict)->dict:
         x0 = b['x0']; B = len(x0)
         keep = (torch.rand(B) >= p_uncond).tolist()
         texts = [c if k else '' for c, k in zip(b['texts'], keep)]
         t = torch.randint(sched.T, (B,), device=x0.device)
-        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, pred, texts=texts)}
+        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, unwrap(model).pred, texts=texts)}
     return loss
 
 def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBatches:
@@ -209,7 +209,7 @@ def fill_clip(keyframes:torch.Tensor, # (B, K, *latent) keyframe latents
               T:int)->torch.Tensor:   # (B, T, *latent) the clip with straight lines between keyframes
     "The clip of stage 1 alone: every latent between two keyframes interpolated linearly"
     B, K = keyframes.shape[:2]
-    return keypoints_to_traj(Keyframes(T, K), keyframes.flatten(2)).view(B, T, *keyframes.shape[2:])
+    return keypoints_to_traj(keyframes_for(T, K), keyframes.flatten(2)).view(B, T, *keyframes.shape[2:])
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0025
 @torch.no_grad()

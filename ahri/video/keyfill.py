@@ -4,16 +4,14 @@
 
 # %% ../../nbs/64_keyfill.ipynb #c64a0005
 from __future__ import annotations
-import math
-import numpy as np
 import torch
 from torch import nn
 from ..layers import Block
 from ..ddpm import DDPMSchedule
-from ..planners.keyframes import Keyframes, corrupt
+from ..planners.keyframes import corrupt
 from ..planners.keypoints import timestep_embedding
 from ..planners.interp import TEACHER, STUDENT, gap_features, anneal, keyframes_for, bootstrap_prob
-from .keyclips import LatentPatches, CaptionReader, attend_mask, ClipSet, keyframe_index, sample_keyframes, fill_clip
+from .keyclips import LatentPatches, CaptionReader, attend_mask, ClipSet, sample_keyframes, fill_clip
 
 # %% auto #0
 __all__ = ['MODES', 'FillDenoiser', 'fill_batch', 'bootstrap_clips', 'fill_loss', 'stage2_loss', 'clamp_anchors', 'refine_clip',

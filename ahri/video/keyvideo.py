@@ -86,7 +86,7 @@ def train_keyframes(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[s
     "Stage 1: keyframe diffusion with caption dropout"
     model = KeyframeDenoiser(p['latent_shape'], cfg.K, cfg.T, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch,
                              cfg.diffusion_steps, cfg.pred)
-    learn = Learner(model, keyframe_loss(DDPMSchedule(cfg.diffusion_steps), cfg.pred, cfg.p_uncond),
+    learn = Learner(model, keyframe_loss(DDPMSchedule(cfg.diffusion_steps), cfg.p_uncond),
                     keyframe_batches(clips, cfg.K, cfg.batch_size, cfg.seed + 1 + world()[0]),
                     cfg.train_config(cfg.steps1, cfg.lr, cfg.warmup, first=run.first('steps1')), device=cfg.device, progress=not cfg.quiet)
     return fit_run(learn, run.path / 'stage1', {'kind': 'keyvideo_stage1', **p}, stage='stage1')

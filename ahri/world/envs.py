@@ -176,7 +176,6 @@ def pointmaze_layout(name:str # 'umaze', 'medium' or 'large' (any case)
 
 def load_triton_first()->bool:
     "Load triton (if installed) before Mesa's LLVM enters the process: loaded after it, triton crashes; True if loaded"
-    if importlib.util.find_spec('triton') is None: return False
     try: import triton
     except ImportError: return False
     return True
