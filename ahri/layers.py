@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 # %% auto #0
-__all__ = ['PATCH', 'LATENT', 'QUERY', 'RotaryEmbedding', 'softcap', 'Attention', 'SwiGLU', 'Block', 'rule_mask', 'block_causal',
-           'encoder_rule', 'decoder_rule', 'frame_layout']
+__all__ = ['PATCH', 'LATENT', 'QUERY', 'RotaryEmbedding', 'softcap', 'Attention', 'SwiGLU', 'Block', 'AdaBlock', 'rule_mask',
+           'block_causal', 'encoder_rule', 'decoder_rule', 'frame_layout']
 
 # %% ../nbs/06_layers.ipynb #8e21d0bc
 class RotaryEmbedding(nn.Module):
@@ -110,6 +110,18 @@ class Block(nn.Module):
     def forward(self, x, mask=None, pos=None):
         x = x + self.attn(self.norm1(x), mask, pos)
         return x + self.ffn(self.norm2(x))
+
+# %% ../nbs/06_layers.ipynb #c06ada02
+class AdaBlock(Block):
+    "A `Block` modulated by a condition vector per sequence: scale and shift of each branch's input, a gate on its output (zero at first)"
+    def __init__(self, dim:int, n_heads:int, cond_dim:int|None=None, **kw):
+        super().__init__(dim, n_heads, **kw)
+        self.ada = nn.Linear(cond_dim or dim, 6 * dim)
+        nn.init.zeros_(self.ada.weight); nn.init.zeros_(self.ada.bias)
+    def forward(self, x, cond, mask=None, pos=None): # cond: (B, cond_dim)
+        s1, b1, g1, s2, b2, g2 = self.ada(F.silu(cond))[:, None].chunk(6, -1)
+        x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1, mask, pos)
+        return x + g2 * self.ffn(self.norm2(x) * (1 + s2) + b2)
 
 # %% ../nbs/06_layers.ipynb #b94e289b
 PATCH, LATENT, QUERY = 0, 1, 2   # token kinds used by the tokenizer's rules

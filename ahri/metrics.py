@@ -12,7 +12,7 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['ALEXNET_FILE', 'STLPIPS_NETS', 'PERCEPTUAL', 'PERCEPTUAL_CHOICES', 'psnr', 'ssim', 'LPIPSUnavailable',
            'alexnet_weights_path', 'load_lpips', 'load_st_lpips', 'perceptual_metric', 'perceptual_key',
-           'perceptual_label']
+           'perceptual_label', 'frechet_distance']
 
 # %% ../nbs/07_metrics.ipynb #213b452b
 def psnr(a:torch.Tensor, b:torch.Tensor)->torch.Tensor:
@@ -113,3 +113,18 @@ def perceptual_key(d:dict)->str|None:
 def perceptual_label(key:str|None)->str:
     "The label of a perceptual metric's key in reports"
     return PERCEPTUAL[key][0] if key else 'perceptual'
+
+# %% ../nbs/07_metrics.ipynb #c07fd002
+def _sqrt_psd(m:torch.Tensor)->torch.Tensor:
+    w, v = torch.linalg.eigh(m)
+    return (v * w.clamp(min=0).sqrt()) @ v.T
+
+def frechet_distance(a:torch.Tensor, b:torch.Tensor)->float: # (n, d) and (m, d) feature vectors, n, m ≥ 2
+    "Fréchet distance between Gaussians fitted to two sets of feature vectors"
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]: raise ValueError(f"frechet_distance needs (n, d) and (m, d) features, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if min(len(a), len(b)) < 2: raise ValueError("frechet_distance needs at least 2 samples in each set")
+    a, b = a.double(), b.double()
+    ca, cb = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    s = _sqrt_psd(ca)
+    cross = torch.linalg.eigvalsh(s @ cb @ s).clamp(min=0).sqrt().sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + ca.trace() + cb.trace() - 2 * cross)

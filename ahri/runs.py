@@ -19,8 +19,9 @@ from .learner import Learner, Callback, TrainConfig, world, unwrap, state_finger
 # %% auto #0
 __all__ = ['RUN_FILE', 'model_spec', 'build_model', 'checkpoint_dir', 'save_checkpoint', 'CheckpointError', 'read_checkpoint',
            'find_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_model', 'Opened', 'open_checkpoint',
-           'check_train_config', 'ResumeCB', 'RunLogCB', 'CheckpointCB', 'fit_run', 'StaleRun', 'Run', 'clear_run',
-           'config_changes', 'open_run', 'path_record', 'find_path', 'RunConfig', 'Trained']
+           'check_train_config', 'ResumeCB', 'RunLogCB', 'CheckpointCB', 'fit_run', 'upstream_stage', 'borrowed_stage',
+           'borrow_stage', 'StaleRun', 'Run', 'clear_run', 'config_changes', 'open_run', 'path_record', 'find_path',
+           'RunConfig', 'Trained']
 
 # %% ../nbs/05_runs.ipynb #0c229f0d
 def model_spec(model:nn.Module|type, config:dict|None=None)->dict:
@@ -200,6 +201,43 @@ def fit_run(learn:Learner, run_dir:str|Path,
     learn.fit()
     if learn.stopped_by: raise Interrupted(learn.stopped_by, learn.step, stage)
     return learn
+
+# %% ../nbs/05_runs.ipynb #c05up002
+def upstream_stage(run_dir:str|Path,          # the run folder
+                   upstream:str, downstream:str, # stage folders in it: the one whose output the other is trained on
+                   use:bool=True,             # False: the downstream stage is trained without it
+                   device=None)->tuple[Opened|None, str|None]:
+    "The upstream stage and its weights' fingerprint; the downstream stage's checkpoints deleted if trained on other upstream weights"
+    run_dir = Path(run_dir)
+    up = open_checkpoint(run_dir / upstream, device=device) if use else None
+    fp = up.fingerprint if up is not None else None
+    old = find_checkpoint(run_dir / downstream, parts=(), quiet=True)
+    if old is not None and old['config']['run'].get(upstream) != fp:
+        log.info(f"{upstream} changed since {downstream} was trained on it: training {downstream} again"); shutil.rmtree(run_dir / downstream)
+    return up, fp
+
+# %% ../nbs/05_runs.ipynb #c05up005
+def borrowed_stage(src:str|Path|None,          # the other run folder (None: nothing to borrow)
+                   stage:str,                 # the stage's folder
+                   settings:str,              # the run's settings file, e.g. 'planner.json'
+                   p:dict, keys,              # this run's settings, and the keys that must agree
+                   flag:str='--stage1_from')->dict|None: # the option that named `src`, for messages
+    "The newest checkpoint of `src`'s `stage`, checked to be built with the same settings `keys` as `p`"
+    if not src: return None
+    src = Path(src)
+    ck = find_checkpoint(src / stage, parts=()) if (src / settings).exists() else None
+    if ck is None: raise ValueError(f"{flag} {src}: not a run with a trained {stage} (no {settings}, or no checkpoint in {stage}/)")
+    other = json.loads((src / settings).read_text())
+    diff = [k for k in keys if other.get(k) != p.get(k)]
+    if diff: raise ValueError(f"{flag} {src}: its {stage} was built with other settings ({', '.join(diff)})")
+    return ck
+
+def borrow_stage(run_dir:str|Path, stage:str, ck:dict|None)->bool:
+    "Copy a borrowed checkpoint into this run's `stage` folder, unless it already holds one; True if copied"
+    dst = Path(run_dir) / stage
+    if ck is None or find_checkpoint(dst, parts=(), quiet=True) is not None: return False
+    shutil.copytree(ck['path'], dst / 'checkpoints' / ck['path'].name); log.info(f"{stage}: starting from {ck['path']}")
+    return True
 
 # %% ../nbs/05_runs.ipynb #45ee28d4
 RUN_FILE = 'run.json'

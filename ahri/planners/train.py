@@ -14,7 +14,7 @@ from ..core import seed_everything, set_threads, atomic_write_json
 from ..config import ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems, log
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, TrainConfig, RandomBatches, init_distributed
-from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained, upstream_stage, borrowed_stage, borrow_stage
 import numpy as np
 from .keyframes import Keyframes, horizon, keypoints_for
 from .maze import make_mazes, maze_problem, FamilyName, TRAIN_FAMILIES
@@ -152,24 +152,13 @@ def _config(p:dict, cfg, run, key:str)->TrainConfig:
 
 def _fit(learn:Learner, run:Path, sub:str, info:dict)->Learner: return fit_run(learn, run / sub, info, stage=sub)
 
+_STAGE1_KEYS = ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size', 'reach', 'reach_geo')
+
 def borrowed_stage1(p:dict, cfg)->dict|None:
     "The newest stage-1 checkpoint of `cfg.stage1_from`, checked to have the same settings (None without --stage1_from)"
-    if not cfg.stage1_from: return None
-    src = Path(cfg.stage1_from)
-    ck = find_checkpoint(src / 'stage1', parts=()) if (src / 'planner.json').exists() else None
-    if ck is None: raise ValueError(f"--stage1_from {src}: not a planner run with a trained stage 1")
-    other = json.loads((src / 'planner.json').read_text())
-    diff = [k for k in ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size', 'reach', 'reach_geo')
-            if other.get(k) != p.get(k)]
-    if diff: raise ValueError(f"--stage1_from {src}: its stage 1 was built with other settings ({', '.join(diff)})")
-    return ck
+    return borrowed_stage(cfg.stage1_from, 'stage1', 'planner.json', p, _STAGE1_KEYS)
 
-def _borrow_stage1(run:Path, p:dict, cfg):
-    "Copy `--stage1_from`'s newest stage-1 checkpoint into this run (once)"
-    ck = borrowed_stage1(p, cfg)
-    if ck is not None and find_checkpoint(run / 'stage1', parts=(), quiet=True) is None:
-        shutil.copytree(ck['path'], run / 'stage1' / 'checkpoints' / ck['path'].name)
-        log.info(f"stage1: starting from {ck['path']}")
+def _borrow_stage1(run:Path, p:dict, cfg): borrow_stage(run, 'stage1', borrowed_stage1(p, cfg))
 
 def train_stage1(run, p:dict, cfg, source=None)->Learner:
     "Keypoint DDPM (x0-prediction) on fresh mazes (or on `source(batch_size)`'s problems)"
@@ -194,11 +183,7 @@ def stage2_loss(stage1:KeypointDenoiser, sched:DDPMSchedule, warmup:int, cap:flo
 def train_stage2(run, p:dict, cfg, source=None)->Learner:
     "Interpolation-level denoiser, a corruption mode drawn per batch, bootstrapped on stage 1 (retrained if stage 1 changed)"
     modes = list(cfg.modes)
-    s1 = open_checkpoint(run.path / 'stage1', device=cfg.device) if cfg.bootstrap_cap > 0 else None
-    built_on = s1.fingerprint if s1 is not None else None
-    old = find_checkpoint(run.path / 'stage2', parts=(), quiet=True)
-    if old is not None and old['config']['run'].get('stage1') != built_on:
-        log.info('stage 1 changed since stage 2 was trained on its samples: training stage 2 again'); shutil.rmtree(run.path / 'stage2')
+    s1, built_on = upstream_stage(run.path, 'stage1', 'stage2', cfg.bootstrap_cap > 0, cfg.device)
     sched = DDPMSchedule(p['diffusion_steps'])
     model = TrajDenoiser(_models_hw(p), T=p['T'], dim=p['dim'], depth=p['depth'], heads=p['heads'], causal=cfg.causal, cnn_layers=p['cnn_layers'],
                          general=p.get('general', False), reach=p.get('reach') or 0)

@@ -11,19 +11,21 @@ import torch
 from torch import nn
 from einops import rearrange
 from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss, q_sample
-from ..layers import Block
+from ..layers import Block, AdaBlock
 from ..learner import RandomBatches, unwrap
 from ..planners.interp import keyframes_for
 from ..planners.keypoints import timestep_embedding, keypoints_to_traj
 from ..world.data import EpisodeStore
 from ..world.encode import latent_stats
 from .clips import captioner
-from .text import WordVocab, make_text_encoder
+from .text import WordVocab, make_text_encoder, pooled
 from .oracle import read_clips
+from ..metrics import frechet_distance
 
 # %% auto #0
 __all__ = ['ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'CaptionReader', 'attend_mask', 'KeyframeDenoiser',
-           'keyframe_loss', 'keyframe_batches', 'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips']
+           'keyframe_loss', 'keyframe_batches', 'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips',
+           'clip_features', 'tokenizer_fd']
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0008
 @dataclass
@@ -123,17 +125,19 @@ class KeyframeDenoiser(nn.Module):
                  dim:int=128, depth:int=4, heads:int=4,
                  patch:int=2,                  # spatial latents: latent cells per token side
                  steps:int=1000,               # DDPM steps the model is trained for
-                 pred:str='eps'):              # what it predicts: 'eps' or 'x0'
+                 pred:str='eps',               # what it predicts: 'eps' or 'x0'
+                 adaln:bool=True):             # the step and the pooled caption also modulate every block (`AdaBlock`)
         super().__init__()
         self.config = dict(latent_shape=list(latent_shape), K=K, T=T, vocab=vocab, text=text, text_kw=text_kw, dim=dim, depth=depth,
-                           heads=heads, patch=patch, steps=steps, pred=pred)
-        self.latent_shape, self.K, self.T, self.dim, self.steps, self.pred = tuple(latent_shape), K, T, dim, steps, pred
+                           heads=heads, patch=patch, steps=steps, pred=pred, adaln=adaln)
+        self.latent_shape, self.K, self.T, self.dim, self.steps, self.pred, self.adaln = tuple(latent_shape), K, T, dim, steps, pred, adaln
         self.lat = LatentPatches(latent_shape, dim, patch)
         self.register_buffer('frames', keyframe_index(T, K), persistent=False)
         self.when = nn.Linear(dim, dim)                                      # of a sinusoidal embedding of the frame index
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.caption = CaptionReader(dim, vocab, text, text_kw)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList((AdaBlock if adaln else Block)(dim, heads) for _ in range(depth))
+        if adaln: self.summary = nn.Linear(dim, dim)                        # of the pooled caption, added to the step
         self.norm = nn.RMSNorm(dim)
 
     def encode_text(self, texts:list[str])->tuple[torch.Tensor, torch.Tensor]:
@@ -149,10 +153,15 @@ class KeyframeDenoiser(nn.Module):
         feats, mask = text if text is not None else self.encode_text(texts if texts is not None else [''] * B)
         when = self.when(timestep_embedding(self.frames.to(x.device), self.dim))                 # (K, dim)
         h = (self.lat.embed(x) + when[:, None]).flatten(1, 2)                                    # (B, K·n_tok, dim)
-        z = torch.cat([self.time(timestep_embedding(t, self.dim))[:, None], feats.to(h.dtype), h], 1)
+        step = self.time(timestep_embedding(t, self.dim))
+        z = torch.cat([step[:, None], feats.to(h.dtype), h], 1)
         prefix = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), mask.to(x.device)], 1)
         att = attend_mask(prefix, torch.arange(self.K, device=x.device).repeat_interleave(self.lat.n_tok))
-        for blk in self.blocks: z = blk(z, att)
+        if self.adaln:
+            cond = step + self.summary(pooled(feats, mask.to(feats.device)).to(h.dtype))
+            for blk in self.blocks: z = blk(z, cond, att)
+        else:
+            for blk in self.blocks: z = blk(z, att)
         return self.lat.unembed(self.norm(z[:, -h.shape[1]:]).unflatten(1, (self.K, self.lat.n_tok)))
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0019
@@ -228,3 +237,18 @@ def judge_clips(oracle:nn.Module, frames:torch.Tensor, # (B, T, 3, H, W) in [0, 
     dd, mm, c = d.numpy() == digit, m.numpy() == motion, np.asarray(clean, bool)
     return dict(digit=float(dd.mean()), motion=float(mm[c].mean()) if c.any() else float('nan'),
                 caption=float((dd & mm)[c].mean()) if c.any() else float('nan'), n=len(d))
+
+@torch.no_grad()
+def clip_features(tokenizer:nn.Module, frames:torch.Tensor, # (B, T, 3, H, W) in [0, 1]
+                  batch:int=16)->torch.Tensor:              # (B, (3T − 1)·channels)
+    "Per clip: each frame's latent (tokenizer encoder) summarized per channel by its mean and spread over positions, and the spread of each change between frames"
+    dev, out = next(tokenizer.parameters()).device, []
+    for c in frames.split(batch):
+        z = tokenizer.encode(c.to(dev)).float().cpu()                       # (b, T, *latent)
+        z = z.flatten(3) if z.ndim == 5 else z.transpose(-1, -2)            # (b, T, channels, positions)
+        out.append(torch.cat([z.mean(-1).flatten(1), z.std(-1).flatten(1), z.diff(dim=1).std(-1).flatten(1)], 1))
+    return torch.cat(out)
+
+def tokenizer_fd(tokenizer:nn.Module, frames:torch.Tensor, reference:torch.Tensor)->float:
+    "Fréchet distance between clips and reference clips in the tokenizer's feature space (ahri's own video score, not FVD)"
+    return frechet_distance(clip_features(tokenizer, frames), clip_features(tokenizer, reference))

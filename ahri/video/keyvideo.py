@@ -4,7 +4,7 @@
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0005
 from __future__ import annotations
-import json, shutil, time
+import json, time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +12,12 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from torch import nn
+from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, seed_everything, atomic_write_json
 from ..config import Config, ConfigError, Count, Frac, Positive, NonNeg, Weight, Device, resolve, command, log
 from ..ddpm import DDPMSchedule
 from ..learner import Learner, RandomBatches, init_distributed, world
-from ..runs import RunConfig, open_run, fit_run, open_checkpoint, find_checkpoint, latest_checkpoint, Trained, path_record, find_path
+from ..runs import RunConfig, open_run, fit_run, open_checkpoint, latest_checkpoint, Trained, path_record, find_path, upstream_stage, borrowed_stage, borrow_stage
 from ..world.data import EpisodeStore, split_episodes
 from ..world.encode import open_latents, cache_tokenizer
 from ..world.data import frames_to_uint8
@@ -24,14 +25,16 @@ from ..world.eval import write_video
 from .oracle import train_oracle, OracleConfig, save_oracle, load_oracle
 from .text import WordVocab, TEXT_ENCODERS
 from .keyclips import (ClipSet, load_clips, keyframe_index, KeyframeDenoiser, keyframe_loss, keyframe_batches, sample_keyframes,
-                                 fill_clip, decode_clips, judge_clips)
+                                 fill_clip, decode_clips, judge_clips, clip_features)
+from ..metrics import frechet_distance
 from .keyfill import FillDenoiser, MODES, fill_batch, stage2_loss, refine_clip, level_report
+from ..planners.interp import TEACHER
 
 # %% auto #0
-__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ahri_sample_keyvideo', 'ahri_eval_keyvideo', 'KeyvideoConfig',
-           'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill', 'train_keyvideo', 'open_keyvideo',
-           'keyvideo_report', 'report_table', 'run_tokenizer', 'clip_rows', 'KeyvideoSampleConfig', 'sample_keyvideo',
-           'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
+__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'ahri_sample_keyvideo', 'ahri_eval_keyvideo',
+           'KeyvideoConfig', 'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill', 'train_keyvideo',
+           'open_keyvideo', 'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer',
+           'clip_rows', 'KeyvideoSampleConfig', 'sample_keyvideo', 'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
@@ -58,6 +61,7 @@ class KeyvideoConfig(RunConfig):
     lr:Positive|None = None                   # peak learning rate
     warmup:NonNeg|None = None                 # learning-rate warmup steps (at most half of each training)
     pred:Literal['eps', 'x0'] = 'x0'          # what stage 1 predicts (ε: its samples from pure noise were not digits at all, see the notebook)
+    adaln:bool = True                         # stage 1: the step and the pooled caption modulate every block (--no-adaln: prefix tokens only)
     p_uncond:Frac = 0.1                       # share of captions dropped to '' in stage-1 training (classifier-free guidance)
     text:Literal[tuple(TEXT_ENCODERS)] = 'words' # text encoder: words (trained with the model) or clip (local weights, --text_path)
     text_path:str|None = None                 # clip: the folder of the CLIP text model (default: none)
@@ -67,6 +71,7 @@ class KeyvideoConfig(RunConfig):
     guidance:Positive = 3.0                   # classifier-free guidance of the stage-1 keyframes stage 2 is bootstrapped on
     bootstrap_strength:Frac = 0.6             # stage 1 re-creates a clip's own keyframes noised to this share of its schedule (1: from pure noise)
     causal:bool = False                       # train the causal stage 2 (a frame sees only earlier frames)
+    stage1_from:str|None = None               # start from the stage 1 of another keyframe-video run, copied in (default: train one)
     val_frac:Frac = 0.1                       # share of episodes held out
     def check(self):
         if self.K < 2: raise ConfigError(f"--K must be ≥ 2 (the clip's first and last frames), got {self.K}")
@@ -77,7 +82,12 @@ class KeyvideoConfig(RunConfig):
 def keyvideo_settings(cfg:KeyvideoConfig, store:EpisodeStore, clips:ClipSet)->dict:
     "What sampling needs besides the weights (keyvideo.json)"
     return dict(T=cfg.T, K=cfg.K, diffusion_steps=cfg.diffusion_steps, pred=cfg.pred, mean=clips.mean, std=clips.std,
-                latent_shape=list(clips.latents.shape[2:]), env=store.env, data=path_record(cfg.data, cfg.out), data_fingerprint=store.fingerprint)
+                latent_shape=list(clips.latents.shape[2:]), env=store.env, data=path_record(cfg.data, cfg.out), data_fingerprint=store.fingerprint,
+                dim=cfg.dim, depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, adaln=cfg.adaln, text=cfg.text, p_uncond=cfg.p_uncond,
+                lr=cfg.lr, warmup=cfg.warmup, batch_size=cfg.batch_size, seed=cfg.seed)
+
+_STAGE1_KEYS = ('T', 'K', 'diffusion_steps', 'pred', 'latent_shape', 'data_fingerprint', 'dim', 'depth', 'heads', 'patch', 'adaln', 'text',
+                'p_uncond', 'lr', 'warmup', 'batch_size', 'seed')    # the settings a borrowed stage 1 must share (--stage1_from)
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0009
 def _text(cfg): return {'path': cfg.text_path} if cfg.text == 'clip' else None
@@ -85,7 +95,7 @@ def _text(cfg): return {'path': cfg.text_path} if cfg.text == 'clip' else None
 def train_keyframes(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[str])->Learner:
     "Stage 1: keyframe diffusion with caption dropout"
     model = KeyframeDenoiser(p['latent_shape'], cfg.K, cfg.T, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch,
-                             cfg.diffusion_steps, cfg.pred)
+                             cfg.diffusion_steps, cfg.pred, cfg.adaln)
     learn = Learner(model, keyframe_loss(DDPMSchedule(cfg.diffusion_steps), cfg.p_uncond),
                     keyframe_batches(clips, cfg.K, cfg.batch_size, cfg.seed + 1 + world()[0]),
                     cfg.train_config(cfg.steps1, cfg.lr, cfg.warmup, first=run.first('steps1')), device=cfg.device, progress=not cfg.quiet)
@@ -102,11 +112,7 @@ def fill_batches(clips:ClipSet, K:int, batch_size:int, modes, sigma_max:float, s
 
 def train_fill(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[str])->Learner:
     "Stage 2, bootstrapped on stage 1's keyframes (trained again if stage 1 changed since)"
-    s1 = open_checkpoint(run.path / 'stage1', device=cfg.device) if cfg.bootstrap_cap > 0 else None
-    built_on = s1.fingerprint if s1 is not None else None
-    old = find_checkpoint(run.path / 'stage2', parts=(), quiet=True)
-    if old is not None and old['config']['run'].get('stage1') != built_on:
-        log.info('stage 1 changed since stage 2 was trained on its keyframes: training stage 2 again'); shutil.rmtree(run.path / 'stage2')
+    s1, built_on = upstream_stage(run.path, 'stage1', 'stage2', cfg.bootstrap_cap > 0, cfg.device)
     model = FillDenoiser(p['latent_shape'], cfg.T, cfg.K, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.causal)
     loss = stage2_loss(s1.model if s1 else None, DDPMSchedule(cfg.diffusion_steps), cfg.bootstrap_cap, cfg.steps2 // 4, guidance=cfg.guidance, strength=cfg.bootstrap_strength)
     learn = Learner(model, loss, fill_batches(clips, cfg.K, cfg.batch_size, cfg.modes, cfg.sigma_max, cfg.seed + 2 + world()[0]),
@@ -121,9 +127,11 @@ def train_keyvideo(cfg:KeyvideoConfig)->Trained:
     store, _ = open_latents(cfg.data)
     train_eps, _ = split_episodes(len(store), cfg.val_frac, seed=0)
     clips = load_clips(store, train_eps, cfg.T)
-    run = open_run(cfg.out, 'keyvideo', cfg, {'data': store.fingerprint})
     p = keyvideo_settings(cfg, store, clips)
+    borrowed = borrowed_stage(cfg.stage1_from, 'stage1', 'keyvideo.json', p, _STAGE1_KEYS)     # refused before anything is written
+    run = open_run(cfg.out, 'keyvideo', cfg, {'data': store.fingerprint})
     atomic_write_json(run.path / 'keyvideo.json', p)
+    borrow_stage(run.path, 'stage1', borrowed)
     vocab = WordVocab.build(clips.captions).itos
     t0, steps = time.time(), {}
     for name, fn, n in (('stage1', train_keyframes, cfg.steps1), ('stage2', train_fill, cfg.steps2)):
@@ -154,8 +162,10 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     tokenizer:nn.Module, oracle:nn.Module,
                     clips:ClipSet,               # real clips, standardized with the run's statistics
                     n:int|None=None, steps:int=50, guidance:float=3.0, seed:int=0, batch:int=50,
-                    refine:dict|None=None        # `refine_clip` options (conf_end, clamp, soft, …)
-                   )->dict:                      # row → `judge_clips` result
+                    refine:dict|None=None,       # `refine_clip` options (conf_end, clamp, soft, …)
+                    reference:torch.Tensor|None=None, # (M, T, 3, H, W) frames of other real clips: adds each row's `tokenizer_fd` to them
+                    progress:bool=False          # show a progress bar over the batches
+                   )->dict:                      # row → `judge_clips` result (and 'tfd')
     "Oracle accuracies of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
     idx = keyframe_index(T, K)
@@ -165,7 +175,7 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
     if kv.stage2 is None: rows = [r for r in rows if 'stage 2' not in r]
     out = {k: [] for k in rows}
     dev = next(kv.stage1.parameters()).device
-    for s in range(0, n, batch):
+    for s in (progress_bar if progress else list)(range(0, n, batch)):
         real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
         gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s).cpu()
         z = {'tokenizer': real, 'real keyframes + interpolation': fill_clip(real[:, idx], T), 'stage 1 + interpolation': fill_clip(gen, T)}
@@ -173,12 +183,55 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
             r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
             z |= {'real keyframes + stage 2': r2(real[:, idx]), 'stage 1 + stage 2': r2(gen)}
         for k in rows: out[k].append(dec(z[k]))
-    return {k: judge_clips(oracle, torch.cat(v), *want) for k, v in out.items()}
+    res = {k: judge_clips(oracle, torch.cat(v), *want) for k, v in out.items()}
+    if reference is not None:
+        ref = clip_features(tokenizer, reference)
+        for k, v in out.items(): res[k]['tfd'] = frechet_distance(clip_features(tokenizer, torch.cat(v)), ref)
+    return res
 
 def report_table(rep:dict)->str:
     "The report as a markdown table"
-    lines = ['| clip | digit | first motion | caption |', '|---|---|---|---|']
-    return '\n'.join(lines + [f"| {k} | {v['digit']:.1%} | {v['motion']:.1%} | {v['caption']:.1%} |" for k, v in rep.items()])
+    fd = all('tfd' in v for v in rep.values())
+    lines = ['| clip | digit | first motion | caption |' + (' tokenizer FD |' if fd else ''), '|---|---|---|---|' + ('---|' if fd else '')]
+    return '\n'.join(lines + [f"| {k} | {v['digit']:.1%} | {v['motion']:.1%} | {v['caption']:.1%} |" + (f" {v['tfd']:.2f} |" if fd else '')
+                               for k, v in rep.items()])
+
+# %% ../../nbs/65_keyvideo.ipynb #c65ab002
+ANCHOR_VARIANTS = {
+    'confidence 0.5, constant (default)': {},
+    'confidence 0.95, as a real anchor': {'anchor_conf': TEACHER},
+    'confidence 0, untrusted': {'anchor_conf': 0.0},
+    'annealed 0.5 → 1': {'conf_end': 1.0},
+    'hard clamp': {'clamp': 'anchors'},
+    'soft clamp, annealed 0.5 → 1': {'clamp': 'anchors', 'soft': True, 'conf_end': 1.0}}
+
+def refine_ablation(kv:SimpleNamespace, tokenizer:nn.Module, oracle:nn.Module, clips:ClipSet,
+                    variants:dict=ANCHOR_VARIANTS,   # name → `refine_clip` options
+                    n:int|None=None, steps:int=50, guidance:float=3.0, seed:int=0, batch:int=50,
+                    progress:bool=False)->dict:      # name → {'real': judged + 'mse', 'stage1': judged}
+    "Each refinement variant from real and from stage-1 keyframes: the oracle's reading, and the latent MSE to the real clip"
+    if kv.stage2 is None: raise ValueError(f"{kv.run} has no stage 2 yet: finish ahri_train_keyvideo first")
+    n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
+    idx, dev = keyframe_index(T, K), next(kv.stage2.parameters()).device
+    want = clips.first['digit'][:n], clips.first['actions'][:n], clips.first['bounce'][:n] == 0
+    dec = lambda z: decode_clips(tokenizer, z, kv.p['mean'], kv.p['std'])
+    frames = {(v, src): [] for v in variants for src in ('real', 'stage1')}; err = {v: 0. for v in variants}
+    for s in (progress_bar if progress else list)(range(0, n, batch)):
+        real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
+        keys = {'real': real[:, idx], 'stage1': sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s).cpu()}
+        for v, opts in variants.items():
+            for src, k in keys.items():
+                z = refine_clip(kv.stage2, k.to(dev), caps, **opts).cpu()
+                frames[v, src].append(dec(z))
+                if src == 'real': err[v] += float(((z - real) ** 2).mean()) * len(real)
+    return {v: {'real': judge_clips(oracle, torch.cat(frames[v, 'real']), *want) | {'mse': err[v] / n},
+                'stage1': judge_clips(oracle, torch.cat(frames[v, 'stage1']), *want)} for v in variants}
+
+def ablation_table(res:dict)->str:
+    "`refine_ablation` as a markdown table"
+    lines = ['| refinement | real keyframes: latent MSE | caption | stage 1: digit | first motion | caption |', '|---|---|---|---|---|---|']
+    return '\n'.join(lines + [f"| {v} | {r['real']['mse']:.4f} | {r['real']['caption']:.1%} | {r['stage1']['digit']:.1%} | "
+                              f"{r['stage1']['motion']:.1%} | {r['stage1']['caption']:.1%} |" for v, r in res.items()])
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0016
 def run_tokenizer(kv:SimpleNamespace, device=None)->nn.Module:
@@ -260,14 +313,16 @@ def eval_keyvideo(cfg:KeyvideoEvalConfig)->dict:
     if (info['tokenizer'] or {}).get('fingerprint') != run_rec:
         raise ValueError(f"{cfg.data} was encoded with another tokenizer than the run's cache: encode it with the run's tokenizer (ahri_encode --ckpt …)")
     held = load_clips(store, range(len(store)), kv.p['T'], stats=(kv.p['mean'], kv.p['std']))
+    n = min(cfg.n, len(held))
+    ref = decode_clips(tok, held.latents[n:2 * n], kv.p['mean'], kv.p['std']) if len(held) - n >= 2 else None   # other real clips, for the feature distance
     path = Path(cfg.oracle) if cfg.oracle else kv.run / 'oracle.pt'
     if not path.exists() and cfg.oracle is None:
         if not cfg.quiet: log.info(f"training the oracle once (about 8 minutes on 2 CPU cores), saved to {path}")
-        save_oracle(train_oracle(OracleConfig(), kv.device)[0], path)
+        save_oracle(train_oracle(OracleConfig(), kv.device, progress=not cfg.quiet)[0], path)
     oracle = load_oracle(path, kv.device)
-    rep = keyvideo_report(kv, tok, oracle, held, cfg.n, cfg.steps, cfg.guidance, cfg.seed)
+    rep = keyvideo_report(kv, tok, oracle, held, n, cfg.steps, cfg.guidance, cfg.seed, reference=ref, progress=not cfg.quiet)
     res = {'report': rep, 'levels': level_report(kv.stage2, held) if kv.stage2 is not None else None,
-           'n': min(cfg.n, len(held)), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance}
+           'n': n, 'reference': 0 if ref is None else len(ref), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance}
     atomic_write_json(kv.run / 'eval.json', res)
     return res
 

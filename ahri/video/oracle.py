@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastprogress.fastprogress import progress_bar
 from ..core import atomic_write_bytes
 from .clips import digits_episodes, MOTIONS
 
@@ -67,14 +68,15 @@ def _pair_batch(src, n:int)->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ds.append(int(ep['digit'][t])); ms.append(int(ep['actions'][t]))
     return torch.stack(pairs), torch.tensor(ds), torch.tensor(ms)
 
-def train_oracle(cfg:OracleConfig, device:str|torch.device='cpu')->tuple[ClipOracle, list[float]]:
+def train_oracle(cfg:OracleConfig, device:str|torch.device='cpu',
+                 progress:bool=False)->tuple[ClipOracle, list[float]]:  # progress: show a progress bar
     "A trained oracle and its loss per step"
     torch.manual_seed(cfg.seed)
     model = ClipOracle(cfg.width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / cfg.steps)))
     src, losses = digits_episodes('train', seed=cfg.seed, max_steps=8, size=cfg.size), []
-    for _ in range(cfg.steps):
+    for _ in (progress_bar(range(cfg.steps)) if progress else range(cfg.steps)):
         x, d, m = (t.to(device) for t in _pair_batch(src, cfg.batch))
         ld, lm = model(x)
         loss = F.cross_entropy(ld, d) + F.cross_entropy(lm, m)
