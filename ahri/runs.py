@@ -236,7 +236,8 @@ def borrow_stage(run_dir:str|Path, stage:str, ck:dict|None)->bool:
     "Copy a borrowed checkpoint into this run's `stage` folder, unless it already holds one; True if copied"
     dst = Path(run_dir) / stage
     if ck is None or find_checkpoint(dst, parts=(), quiet=True) is not None: return False
-    shutil.copytree(ck['path'], dst / 'checkpoints' / ck['path'].name); log.info(f"{stage}: starting from {ck['path']}")
+    with atomic_dir(dst / 'checkpoints' / ck['path'].name) as tmp: shutil.copytree(ck['path'], tmp, dirs_exist_ok=True)   # whole, or not at all
+    log.info(f"{stage}: starting from {ck['path']}")
     return True
 
 # %% ../nbs/05_runs.ipynb #45ee28d4

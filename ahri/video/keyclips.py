@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from einops import rearrange
-from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss, q_sample
+from ..ddpm import DDPMSchedule, diffusion_sample, diffusion_loss, q_sample, to_x0_eps
 from ..layers import Block, AdaBlock
 from ..learner import RandomBatches, unwrap
 from ..planners.interp import keyframes_for
@@ -194,7 +194,8 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
                      seed:int=0,
                      clip:float|None=None,      # clamp each x̂0 to [−clip, clip] (default: no clamp)
                      init:torch.Tensor|None=None, # (B, K, *latent) keyframes to re-create instead of starting from noise (SDEdit) ...
-                     strength:float=1.0         # ... noised to step strength·T first (1: as from pure noise)
+                     strength:float=1.0,        # ... noised to step strength·T first (1: as from pure noise)
+                     trace:list|None=None       # if given, each step's x̂0 (B, K, *latent) is appended to it
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents
     "Keyframes for each caption, by DDIM with classifier-free guidance (from noise, or from noised keyframes `init`)"
     model.eval(); dev = next(model.parameters()).device; B = len(texts)
@@ -209,9 +210,12 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
     L = max(fc.shape[1], fu.shape[1])
     both = (torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)]))
     def guided(x, t):
-        if guidance == 1: return model(x, t, text=(fc, mc))
-        c, u = model(torch.cat([x, x]), torch.cat([t, t]), text=both).chunk(2)
-        return u + guidance * (c - u)
+        if guidance == 1: out = model(x, t, text=(fc, mc))
+        else:
+            c, u = model(torch.cat([x, x]), torch.cat([t, t]), text=both).chunk(2)
+            out = u + guidance * (c - u)
+        if trace is not None: trace.append(to_x0_eps(sched, x, out, t, model.pred)[0].cpu())
+        return out
     return diffusion_sample(guided, sched, noise, steps, pred=model.pred, clip=clip, t_start=t0)
 
 def fill_clip(keyframes:torch.Tensor, # (B, K, *latent) keyframe latents

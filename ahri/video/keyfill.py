@@ -126,7 +126,8 @@ def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) st
                 anchor_conf:float=STUDENT,  # confidence of the keyframes at the first pass ...
                 conf_end:float|None=None,   # ... annealed to this at the last (None: constant)
                 anneal_how:str='linear',
-                clamp:str='none', soft:bool=False)->torch.Tensor: # (B, T, *latent) the clip
+                clamp:str='none', soft:bool=False,
+                trace:list|None=None)->torch.Tensor: # if given, the clip after each pass is appended to it; (B, T, *latent) the clip
     "Stage 2: the straight-line fill through the keyframes, refined level by level"
     model.eval(); B, K = keyframes.shape[:2]; T = model.T; dev = keyframes.device
     kf = keyframes_for(T, K); steps = steps or kf.S
@@ -140,6 +141,7 @@ def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) st
         xs = kf.interp(x.flatten(2), s).view_as(x)
         conf = anc * torch.where(student, torch.tensor(c, device=dev), torch.tensor(TEACHER, device=dev))
         x = clamp_anchors(model(xs, anc, conf, text=text), xs, anc, conf, clamp, soft)
+        if trace is not None: trace.append(x.cpu())
     return x
 
 # %% ../../nbs/64_keyfill.ipynb #c64a0017

@@ -31,10 +31,11 @@ from .keyfill import FillDenoiser, MODES, fill_batch, stage2_loss, refine_clip, 
 from ..planners.interp import TEACHER
 
 # %% auto #0
-__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'ahri_sample_keyvideo', 'ahri_eval_keyvideo',
-           'KeyvideoConfig', 'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill', 'train_keyvideo',
-           'open_keyvideo', 'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer',
-           'clip_rows', 'KeyvideoSampleConfig', 'sample_keyvideo', 'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
+__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'STAGE_COLOURS', 'ahri_sample_keyvideo',
+           'ahri_eval_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill',
+           'train_keyvideo', 'open_keyvideo', 'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table',
+           'run_tokenizer', 'clip_rows', 'denoising_video', 'KeyvideoSampleConfig', 'sample_keyvideo',
+           'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
@@ -252,6 +253,34 @@ def clip_rows(frames:torch.Tensor, gap:int=2)->np.ndarray: # (B, T, 3, H, W) in 
     for i in range(B): video[:, gap + i * (H + gap):gap + i * (H + gap) + H, gap:gap + W] = frames_to_uint8(frames[i]).numpy()
     return video
 
+STAGE_COLOURS = {1: (70, 110, 220), 2: (235, 140, 30)}   # the progress bar of a denoising video: stage 1 blue, stage 2 orange
+
+def denoising_video(kv:SimpleNamespace, tokenizer:nn.Module, captions:list[str],
+                    steps:int=50, guidance:float=3.0, seed:int=0,
+                    every:int=5,                 # show stage 1's x̂0 every `every` DDIM steps
+                    shown:int=8,                 # frames of each clip in a row
+                    gap:int=2, hold:int=4)->np.ndarray: # uint8 (N, H', W', 3)
+    "A video of the denoising: stage 1's x̂0 (keyframes filled by interpolation) step by step, then the clip after each stage-2 pass; a row per caption"
+    s1, s2 = [], []
+    kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1)
+    T = kv.p['T']; states = [(1, fill_clip(x, T)) for x in s1[:-1:every]] + [(1, fill_clip(kf.cpu(), T))]
+    if kv.stage2 is not None:
+        refine_clip(kv.stage2, kf, captions, trace=s2); states += [(2, x) for x in s2]
+    pick = torch.linspace(0, T - 1, shown).round().long()
+    B, bar = len(captions), 6
+    out = []
+    for i, (stage, z) in enumerate(states):
+        fr = frames_to_uint8(decode_clips(tokenizer, z[:, pick], kv.p['mean'], kv.p['std']).flatten(0, 1)).numpy()
+        H, W = fr.shape[1:3]
+        img = np.full((bar + gap + B * (H + gap), gap + shown * (W + gap), 3), 255, np.uint8)
+        img[:bar, :round(img.shape[1] * (i + 1) / len(states))] = STAGE_COLOURS[stage]
+        for b in range(B):
+            for j in range(shown):
+                y, x = bar + gap + b * (H + gap), gap + j * (W + gap)
+                img[y:y + H, x:x + W] = fr[b * shown + j]
+        out.append(img)
+    return np.stack(out + [out[-1]] * hold)
+
 @dataclass(kw_only=True)
 class KeyvideoSampleConfig(Config):
     "Generate a clip for each caption with a trained keyframe-video run, written as one video (a row per caption)"
@@ -264,11 +293,13 @@ class KeyvideoSampleConfig(Config):
     fill:Literal['stage2', 'interp'] = 'stage2' # the frames between keyframes: stage 2, or straight lines between latents
     seed:int = 0                              # seed of the keyframes' noise
     fps:Count = 8                             # frames per second of the video
+    steps_video:str|None = None               # also write the denoising as a video here (.mp4 or .gif): stage 1 step by step, then stage 2's passes
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     quiet:bool = False                        # no log lines
     def check(self):
         if Path(self.out).suffix not in ('.mp4', '.gif'): raise ConfigError(f"--out must be a .mp4 or .gif file, got {self.out}")
+        if self.steps_video and Path(self.steps_video).suffix not in ('.mp4', '.gif'): raise ConfigError(f"--steps_video must be a .mp4 or .gif file, got {self.steps_video}")
         if not self.captions: raise ConfigError("--captions needs at least one caption")
 
 def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
@@ -281,7 +312,9 @@ def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
     z = refine_clip(kv.stage2, kf, cfg.captions) if cfg.fill == 'stage2' else fill_clip(kf, kv.p['T'])
     frames = decode_clips(tok, z.cpu(), kv.p['mean'], kv.p['std'])
     write_video(clip_rows(frames), cfg.out, cfg.fps)
-    return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1])}
+    if cfg.steps_video: write_video(denoising_video(kv if cfg.fill == 'stage2' else SimpleNamespace(**{**vars(kv), 'stage2': None}), tok, cfg.captions,
+                                                    cfg.steps, cfg.guidance, cfg.seed), cfg.steps_video, cfg.fps)
+    return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1]), 'steps_video': cfg.steps_video}
 
 ahri_sample_keyvideo = command(KeyvideoSampleConfig, sample_keyvideo, 'ahri_sample_keyvideo',
                                show=lambda r: f"{r['out']}: {r['clips']} clips of {r['frames']} frames")
