@@ -126,7 +126,7 @@ def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) st
                 anchor_conf:float=STUDENT,  # confidence of the keyframes at the first pass ...
                 conf_end:float|None=None,   # ... annealed to this at the last (None: constant)
                 anneal_how:str='linear',
-                clamp:str='none', soft:bool=False,
+                clamp:str='anchors', soft:bool=False, # put the anchors back after each pass (see above)
                 trace:list|None=None)->torch.Tensor: # if given, the clip after each pass is appended to it; (B, T, *latent) the clip
     "Stage 2: the straight-line fill through the keyframes, refined level by level"
     model.eval(); B, K = keyframes.shape[:2]; T = model.T; dev = keyframes.device

@@ -199,11 +199,11 @@ def report_table(rep:dict)->str:
 
 # %% ../../nbs/65_keyvideo.ipynb #c65ab002
 ANCHOR_VARIANTS = {
-    'confidence 0.5, constant (default)': {},
-    'confidence 0.95, as a real anchor': {'anchor_conf': TEACHER},
-    'confidence 0, untrusted': {'anchor_conf': 0.0},
-    'annealed 0.5 → 1': {'conf_end': 1.0},
-    'hard clamp': {'clamp': 'anchors'},
+    'no clamp, confidence 0.5': {'clamp': 'none'},
+    'no clamp, confidence 0.95 (as a real anchor)': {'clamp': 'none', 'anchor_conf': TEACHER},
+    'no clamp, confidence 0 (untrusted)': {'clamp': 'none', 'anchor_conf': 0.0},
+    'no clamp, annealed 0.5 → 1': {'clamp': 'none', 'conf_end': 1.0},
+    'hard clamp, confidence 0.5 (default)': {},
     'soft clamp, annealed 0.5 → 1': {'clamp': 'anchors', 'soft': True, 'conf_end': 1.0}}
 
 def refine_ablation(kv:SimpleNamespace, tokenizer:nn.Module, oracle:nn.Module, clips:ClipSet,
