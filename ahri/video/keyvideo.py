@@ -293,7 +293,7 @@ class KeyvideoSampleConfig(Config):
     fill:Literal['stage2', 'interp'] = 'stage2' # the frames between keyframes: stage 2, or straight lines between latents
     seed:int = 0                              # seed of the keyframes' noise
     fps:Count = 8                             # frames per second of the video
-    steps_video:str|None = None               # also write the denoising as a video here (.mp4 or .gif): stage 1 step by step, then stage 2's passes
+    steps_video:str|None = None               # also write the denoising as a video here (.mp4 or .gif): stage 1 step by step, then stage 2's passes (default: none)
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     quiet:bool = False                        # no log lines
