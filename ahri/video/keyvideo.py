@@ -259,12 +259,13 @@ def denoising_video(kv:SimpleNamespace, tokenizer:nn.Module, captions:list[str],
                     steps:int=50, guidance:float=3.0, seed:int=0,
                     every:int=5,                 # show stage 1's x̂0 every `every` DDIM steps
                     shown:int=8,                 # frames of each clip in a row
+                    refine:bool=True,            # then stage 2's passes (False: stage 1 only)
                     gap:int=2, hold:int=4)->np.ndarray: # uint8 (N, H', W', 3)
     "A video of the denoising: stage 1's x̂0 (keyframes filled by interpolation) step by step, then the clip after each stage-2 pass; a row per caption"
     s1, s2 = [], []
     kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1)
     T = kv.p['T']; states = [(1, fill_clip(x, T)) for x in s1[:-1:every]] + [(1, fill_clip(kf.cpu(), T))]
-    if kv.stage2 is not None:
+    if refine and kv.stage2 is not None:
         refine_clip(kv.stage2, kf, captions, trace=s2); states += [(2, x) for x in s2]
     pick = torch.linspace(0, T - 1, shown).round().long()
     B, bar = len(captions), 6
@@ -312,8 +313,8 @@ def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
     z = refine_clip(kv.stage2, kf, cfg.captions) if cfg.fill == 'stage2' else fill_clip(kf, kv.p['T'])
     frames = decode_clips(tok, z.cpu(), kv.p['mean'], kv.p['std'])
     write_video(clip_rows(frames), cfg.out, cfg.fps)
-    if cfg.steps_video: write_video(denoising_video(kv if cfg.fill == 'stage2' else SimpleNamespace(**{**vars(kv), 'stage2': None}), tok, cfg.captions,
-                                                    cfg.steps, cfg.guidance, cfg.seed), cfg.steps_video, cfg.fps)
+    if cfg.steps_video: write_video(denoising_video(kv, tok, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, refine=cfg.fill == 'stage2'),
+                                    cfg.steps_video, cfg.fps)
     return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1]), 'steps_video': cfg.steps_video}
 
 ahri_sample_keyvideo = command(KeyvideoSampleConfig, sample_keyvideo, 'ahri_sample_keyvideo',
