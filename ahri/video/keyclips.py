@@ -23,9 +23,9 @@ from .oracle import read_clips
 from ..metrics import frechet_distance
 
 # %% auto #0
-__all__ = ['ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'CaptionReader', 'attend_mask', 'KeyframeDenoiser',
-           'keyframe_loss', 'keyframe_batches', 'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips',
-           'clip_features', 'tokenizer_fd']
+__all__ = ['CONDITIONS', 'ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'register_condition', 'make_reader',
+           'CaptionReader', 'old_reader_keys', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches',
+           'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0008
 @dataclass
@@ -94,9 +94,23 @@ class LatentPatches(nn.Module):
     def unembed(self, h:torch.Tensor)->torch.Tensor:   # (B, F, n_tok, dim) -> (B, F, *latent), zero at initialization
         return self.untokens(self.out(h))
 
+CONDITIONS = {}   # name -> condition reader class, built as Reader(dim, latent_shape, T, **cond_kw) (see above)
+
+def register_condition(name:str):
+    "Class decorator: add a condition reader to `CONDITIONS` under `name`"
+    def deco(cls): CONDITIONS[name] = cls; return cls
+    return deco
+
+def make_reader(cond:str, dim:int, latent_shape, T:int, cond_kw:dict|None=None)->nn.Module:
+    "The condition reader `cond` of the registry, for a model of width `dim` over T-frame clips of `latent_shape` latents"
+    if cond not in CONDITIONS: raise ValueError(f"unknown condition {cond!r}: one of {', '.join(CONDITIONS)}")
+    return CONDITIONS[cond](dim, latent_shape, T, **(cond_kw or {}))
+
+@register_condition('caption')
 class CaptionReader(nn.Module):
-    "A text encoder from the registry and a projection of its features to the model's width"
-    def __init__(self, dim:int, vocab:list[str]|None=None, text:str='words', text_kw:dict|None=None):
+    "Captions (a list of strings, '' for none): a text encoder from the registry and a projection of its features to the model's width"
+    def __init__(self, dim:int, latent_shape=None, T:int|None=None,   # (the clip's shape: a caption does not depend on it)
+                 vocab:list[str]|None=None, text:str='words', text_kw:dict|None=None):
         super().__init__()
         kw = {'vocab': vocab, 'dim': dim, **(text_kw or {})} if text == 'words' else dict(text_kw or {})
         self.encoder = make_text_encoder(text, **kw)
@@ -104,6 +118,15 @@ class CaptionReader(nn.Module):
     def forward(self, texts:list[str])->tuple[torch.Tensor, torch.Tensor]: # (B, L, dim) features, (B, L) real words
         feats, mask = self.encoder.encode(list(texts))
         return self.proj(feats) * mask[..., None], mask
+    def null(self, B:int)->list[str]: return [''] * B
+    def drop(self, texts:list[str], keep:list[bool])->list[str]: return [c if k else '' for c, k in zip(texts, keep)]
+    def take(self, texts:list[str], idx)->list[str]: return [texts[int(j)] for j in idx]
+    def size(self, texts:list[str])->int: return len(texts)
+
+def old_reader_keys(module, state_dict, prefix, *args):
+    "Checkpoints written before the condition registry call the reader `caption`"
+    for k in [k for k in state_dict if k.startswith(prefix + 'caption.')]:
+        state_dict[prefix + 'reader.' + k[len(prefix + 'caption.'):]] = state_dict.pop(k)
 
 def attend_mask(prefix:torch.Tensor,      # (B, P) bool: which prefix tokens are real
                 frame:torch.Tensor,       # (N,) frame index of each frame token
@@ -116,7 +139,7 @@ def attend_mask(prefix:torch.Tensor,      # (B, P) bool: which prefix tokens are
     return keys
 
 class KeyframeDenoiser(nn.Module):
-    "Stage 1 for video: ε̂ (or x̂0) for the K noisy keyframe latents of a T-frame clip, given its caption ('' : none)"
+    "Stage 1 for video: ε̂ (or x̂0) for the K noisy keyframe latents of a T-frame clip, given its condition (a caption by default)"
     def __init__(self, latent_shape:list,      # one frame's latent: (C, h, w) spatial, or (N, d) tokens
                  K:int=4, T:int=16,            # keyframes, and the frames of the clip they span
                  vocab:list[str]|None=None,    # the word encoder's vocabulary (`WordVocab.itos`)
@@ -126,31 +149,34 @@ class KeyframeDenoiser(nn.Module):
                  patch:int=2,                  # spatial latents: latent cells per token side
                  steps:int=1000,               # DDPM steps the model is trained for
                  pred:str='eps',               # what it predicts: 'eps' or 'x0'
-                 adaln:bool=True):             # the step and the pooled caption also modulate every block (`AdaBlock`)
+                 adaln:bool=True,              # the step and the pooled condition also modulate every block (`AdaBlock`)
+                 cond:str='caption',           # what a clip is conditioned on (`CONDITIONS`)
+                 cond_kw:dict|None=None):      # its reader's settings (default: the caption's vocab, text, text_kw)
         super().__init__()
         self.config = dict(latent_shape=list(latent_shape), K=K, T=T, vocab=vocab, text=text, text_kw=text_kw, dim=dim, depth=depth,
-                           heads=heads, patch=patch, steps=steps, pred=pred, adaln=adaln)
+                           heads=heads, patch=patch, steps=steps, pred=pred, adaln=adaln, cond=cond, cond_kw=cond_kw)
         self.latent_shape, self.K, self.T, self.dim, self.steps, self.pred, self.adaln = tuple(latent_shape), K, T, dim, steps, pred, adaln
         self.lat = LatentPatches(latent_shape, dim, patch)
         self.register_buffer('frames', keyframe_index(T, K), persistent=False)
         self.when = nn.Linear(dim, dim)                                      # of a sinusoidal embedding of the frame index
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.caption = CaptionReader(dim, vocab, text, text_kw)
+        self.reader = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
         self.blocks = nn.ModuleList((AdaBlock if adaln else Block)(dim, heads) for _ in range(depth))
-        if adaln: self.summary = nn.Linear(dim, dim)                        # of the pooled caption, added to the step
+        if adaln: self.summary = nn.Linear(dim, dim)                        # of the pooled condition, added to the step
         self.norm = nn.RMSNorm(dim)
+        self.register_load_state_dict_pre_hook(old_reader_keys)
 
-    def encode_text(self, texts:list[str])->tuple[torch.Tensor, torch.Tensor]:
-        "The captions as the model reads them: (B, L, dim) features, (B, L) real words"
-        return self.caption(texts)
+    def encode_cond(self, cond)->tuple[torch.Tensor, torch.Tensor]:
+        "Conditions as the model reads them: (B, L, dim) features, (B, L) real tokens"
+        return self.reader(cond)
 
     def forward(self, x:torch.Tensor,         # (B, K, *latent) noisy keyframe latents
                 t:torch.Tensor,               # (B,) diffusion steps
-                texts:list[str]|None=None,    # captions ('' or None: unconditional) ...
-                text:tuple|None=None          # ... or their `encode_text`, computed once
+                cond=None,                    # a batch of conditions for the reader (None: the empty condition) ...
+                enc:tuple|None=None           # ... or their `encode_cond`, computed once
                )->torch.Tensor:               # (B, K, *latent) the prediction
         B = x.shape[0]
-        feats, mask = text if text is not None else self.encode_text(texts if texts is not None else [''] * B)
+        feats, mask = enc if enc is not None else self.encode_cond(cond if cond is not None else self.reader.null(B))
         when = self.when(timestep_embedding(self.frames.to(x.device), self.dim))                 # (K, dim)
         h = (self.lat.embed(x) + when[:, None]).flatten(1, 2)                                    # (B, K·n_tok, dim)
         step = self.time(timestep_embedding(t, self.dim))
@@ -166,14 +192,13 @@ class KeyframeDenoiser(nn.Module):
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0019
 def keyframe_loss(sched:DDPMSchedule,
-                  p_uncond:float=0.1):        # probability that a caption is replaced by '' (for guidance)
-    "Learner loss on a batch {'x0': (B, K, *latent) keyframe latents, 'texts': captions}; the target is what the model predicts (`pred`)"
+                  p_uncond:float=0.1):        # probability that a condition is replaced by the empty one (for guidance)
+    "Learner loss on a batch {'x0': (B, K, *latent) keyframe latents, 'cond': conditions}; the target is what the model predicts (`pred`)"
     def loss(model, b:dict)->dict:
-        x0 = b['x0']; B = len(x0)
-        keep = (torch.rand(B) >= p_uncond).tolist()
-        texts = [c if k else '' for c, k in zip(b['texts'], keep)]
+        x0 = b['x0']; B = len(x0); m = unwrap(model)
+        cond = m.reader.drop(b['cond'], (torch.rand(B) >= p_uncond).tolist())
         t = torch.randint(sched.T, (B,), device=x0.device)
-        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, unwrap(model).pred, texts=texts)}
+        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, m.pred, cond=cond)}
     return loss
 
 def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBatches:
@@ -181,14 +206,15 @@ def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBa
     idx = keyframe_index(clips.latents.shape[1], K)
     def fn(g:torch.Generator)->dict:
         i = torch.randint(len(clips), (batch_size,), generator=g)
-        return {'x0': clips.latents[i][:, idx], 'texts': [clips.captions[j] for j in i.tolist()]}
+        return {'x0': clips.latents[i][:, idx], 'cond': [clips.captions[j] for j in i.tolist()]}
     return RandomBatches(fn, seed)
 
 def _pad_to(a:torch.Tensor, L:int)->torch.Tensor:
     return torch.cat([a, a.new_zeros(a.shape[0], L - a.shape[1], *a.shape[2:])], 1)
 
 @torch.no_grad()
-def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str],
+def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
+                     cond,                      # a batch of conditions (captions: a list of strings)
                      steps:int=50,              # DDIM steps
                      guidance:float=3.0,        # w: 0 unconditional, 1 conditional, > 1 guided
                      seed:int=0,
@@ -197,8 +223,8 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
                      strength:float=1.0,        # ... noised to step strength·T first (1: as from pure noise)
                      trace:list|None=None       # if given, each step's x̂0 (B, K, *latent) is appended to it
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents
-    "Keyframes for each caption, by DDIM with classifier-free guidance (from noise, or from noised keyframes `init`)"
-    model.eval(); dev = next(model.parameters()).device; B = len(texts)
+    "Keyframes for each condition, by DDIM with classifier-free guidance (from noise, or from noised keyframes `init`)"
+    model.eval(); dev = next(model.parameters()).device; B = model.reader.size(cond)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, model.K, *model.latent_shape, generator=g).to(dev)
     t0 = None
@@ -206,13 +232,15 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule, texts:list[str]
         if not 0 < strength <= 1: raise ValueError(f"strength must be in (0, 1], got {strength}")
         t0 = max(0, round(strength * sched.T) - 1); steps = max(1, round(steps * strength))
         noise = q_sample(sched, init.to(dev), noise, torch.full((B,), t0, device=dev))
-    (fc, mc), (fu, mu) = model.encode_text(list(texts)), model.encode_text([''] * B)
-    L = max(fc.shape[1], fu.shape[1])
-    both = (torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)]))
+    fc, mc = model.encode_cond(cond)
+    if guidance != 1:
+        fu, mu = model.encode_cond(model.reader.null(B))
+        L = max(fc.shape[1], fu.shape[1])
+        both = (torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)]))
     def guided(x, t):
-        if guidance == 1: out = model(x, t, text=(fc, mc))
+        if guidance == 1: out = model(x, t, enc=(fc, mc))
         else:
-            c, u = model(torch.cat([x, x]), torch.cat([t, t]), text=both).chunk(2)
+            c, u = model(torch.cat([x, x]), torch.cat([t, t]), enc=both).chunk(2)
             out = u + guidance * (c - u)
         if trace is not None: trace.append(to_x0_eps(sched, x, out, t, model.pred)[0].cpu())
         return out

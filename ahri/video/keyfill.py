@@ -11,7 +11,7 @@ from ..ddpm import DDPMSchedule
 from ..planners.keyframes import corrupt
 from ..planners.keypoints import timestep_embedding
 from ..planners.interp import TEACHER, STUDENT, gap_features, anneal, keyframes_for, bootstrap_prob
-from .keyclips import LatentPatches, CaptionReader, attend_mask, ClipSet, sample_keyframes, fill_clip
+from .keyclips import LatentPatches, make_reader, old_reader_keys, attend_mask, ClipSet, sample_keyframes, fill_clip
 
 # %% auto #0
 __all__ = ['MODES', 'FillDenoiser', 'fill_batch', 'bootstrap_clips', 'fill_loss', 'stage2_loss', 'clamp_anchors', 'refine_clip',
@@ -19,32 +19,35 @@ __all__ = ['MODES', 'FillDenoiser', 'fill_batch', 'bootstrap_clips', 'fill_loss'
 
 # %% ../../nbs/64_keyfill.ipynb #c64a0008
 class FillDenoiser(nn.Module):
-    "Stage 2 for video: x̂0 of a T-frame clip from its level-s interpolation, anchor flags and confidence (and caption)"
+    "Stage 2 for video: x̂0 of a T-frame clip from its level-s interpolation, anchor flags and confidence (and condition: a caption by default)"
     def __init__(self, latent_shape:list,      # one frame's latent: (C, h, w) spatial, or (N, d) tokens
                  T:int=16, k_min:int=4,        # frames per clip, anchors at the sparsest level (stage 1's keyframes)
                  vocab:list[str]|None=None, text:str='words', text_kw:dict|None=None,  # the caption's encoder, as in stage 1
                  dim:int=128, depth:int=4, heads:int=4, patch:int=2,
-                 causal:bool=False):           # a frame sees only its own and earlier frames
+                 causal:bool=False,            # a frame sees only its own and earlier frames
+                 cond:str='caption',           # what a clip is conditioned on (`ahri.video.keyclips.CONDITIONS`)
+                 cond_kw:dict|None=None):      # its reader's settings (default: the caption's vocab, text, text_kw)
         super().__init__()
         self.config = dict(latent_shape=list(latent_shape), T=T, k_min=k_min, vocab=vocab, text=text, text_kw=text_kw, dim=dim,
-                           depth=depth, heads=heads, patch=patch, causal=causal)
+                           depth=depth, heads=heads, patch=patch, causal=causal, cond=cond, cond_kw=cond_kw)
         self.latent_shape, self.T, self.k_min, self.dim, self.causal = tuple(latent_shape), T, k_min, dim, causal
         self.lat = LatentPatches(latent_shape, dim, patch)
         self.when = nn.Linear(dim, dim)
         self.flags = nn.Linear(2, dim)                                        # anchor flag, confidence
         self.density = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.caption = CaptionReader(dim, vocab, text, text_kw)
+        self.reader = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.RMSNorm(dim)
+        self.register_load_state_dict_pre_hook(old_reader_keys)
 
     def forward(self, x:torch.Tensor,         # (B, T, *latent) x_s
                 anchor:torch.Tensor,          # (B, T) bool: anchor frames
                 conf:torch.Tensor,            # (B, T) their confidence in [0, 1] (0 elsewhere)
-                texts:list[str]|None=None,    # captions ('' or None: none) ...
-                text:tuple|None=None          # ... or their `CaptionReader` output
+                cond=None,                    # a batch of conditions for the reader (None: the empty condition) ...
+                enc:tuple|None=None           # ... or the reader's output for them
                )->torch.Tensor:               # (B, T, *latent) x̂0
         B, T = x.shape[:2]; dev = x.device
-        feats, mask = text if text is not None else self.caption(texts if texts is not None else [''] * B)
+        feats, mask = enc if enc is not None else self.reader(cond if cond is not None else self.reader.null(B))
         k, L = anchor.sum(1), torch.full((B,), T, device=dev)
         dens = self.density(torch.cat([timestep_embedding(g * 100, self.dim) for g in gap_features(k, L, self.T).unbind(-1)], -1))
         per_frame = self.when(timestep_embedding(torch.arange(T, device=dev), self.dim))[None] + \
@@ -60,31 +63,31 @@ class FillDenoiser(nn.Module):
 MODES = ('interp', 'noise', 'index')     # the corruptions of `ahri.planners.keyframes.corrupt`
 
 def fill_batch(x0:torch.Tensor,          # (B, T, *latent) clean clips (standardized latents)
-               texts:list[str],          # their captions
+               cond,                     # their conditions (captions: a list of strings)
                k_min:int=4,              # anchors at the sparsest level
                mode:str='interp',        # a corruption of `MODES`
                sigma_max:float=0.2,      # 'noise': σ at the sparsest level (latents have std 1)
                generator:torch.Generator|None=None)->dict:
-    "A stage-2 batch: x_s at a random level per clip, anchor flags, confidence, the clean clips and captions"
+    "A stage-2 batch: x_s at a random level per clip, anchor flags, confidence, the clean clips and their conditions"
     if mode not in MODES: raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     B, T = x0.shape[:2]; kf = keyframes_for(T, k_min)
     s = 1 + torch.randint(kf.S, (B,), generator=generator)
     xs = corrupt(kf, x0.flatten(2), s, mode, sigma_max=sigma_max, generator=generator).view_as(x0)
     anchor = kf.mask[s].clone()
-    return {'x': xs, 'x0': x0, 'anchor': anchor, 'conf': anchor * TEACHER, 'level': s, 'texts': list(texts)}
+    return {'x': xs, 'x0': x0, 'anchor': anchor, 'conf': anchor * TEACHER, 'level': s, 'cond': cond}
 
 @torch.no_grad()
 def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps:int=10, guidance:float=3.0,
                     strength:float=1.0,    # stage 1 re-creates the clip's own keyframes noised to strength·T (1: from pure noise)
                     generator:torch.Generator|None=None)->dict:
-    "The batch with each clip, with probability p, re-corrupted as the straight-line fill through stage-1 keyframes for its caption"
+    "The batch with each clip, with probability p, re-corrupted as the straight-line fill through stage-1 keyframes for its condition"
     B, T = b['anchor'].shape
     i = (torch.rand(B, generator=generator) < p).nonzero()[:, 0].tolist()
     if not i: return b
     kf = keyframes_for(T, stage1.K)
     seed = int(torch.randint(2 ** 31, (1,), generator=generator))
     init = b['x0'][i][:, kf.levels[-1]] if strength < 1 else None
-    gen = sample_keyframes(stage1, sched, [b['texts'][j] for j in i], steps, guidance, seed, init=init, strength=strength).to(b['x'].device)
+    gen = sample_keyframes(stage1, sched, stage1.reader.take(b['cond'], i), steps, guidance, seed, init=init, strength=strength).to(b['x'].device)
     b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()}
     b['x'][i] = fill_clip(gen, T)
     b['anchor'][i] = kf.mask[kf.S].to(b['anchor'].device)
@@ -94,7 +97,7 @@ def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps
 
 def fill_loss(model:nn.Module, b:dict)->dict:
     "MSE of x̂0 over every frame, weighted by 1 − confidence"
-    out = model(b['x'], b['anchor'], b['conf'], b['texts'])
+    out = model(b['x'], b['anchor'], b['conf'], b['cond'])
     w = 1 - b['conf'].float()                                              # (B, T)
     err = ((out - b['x0']) ** 2).flatten(2).mean(-1)                       # (B, T)
     return {'mse': (err * w).sum() / w.sum().clamp(min=1e-8)}
@@ -121,7 +124,7 @@ def clamp_anchors(x0:torch.Tensor, xs:torch.Tensor, anchor:torch.Tensor, conf:to
 
 @torch.no_grad()
 def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) stage-1 keyframes (standardized latents)
-                texts:list[str]|None=None,  # their captions
+                cond=None,                  # their conditions (captions: a list of strings; None: the empty condition)
                 steps:int|None=None,        # passes, walking the levels down to 1 (default: one per level)
                 anchor_conf:float=STUDENT,  # confidence of the keyframes at the first pass ...
                 conf_end:float|None=None,   # ... annealed to this at the last (None: constant)
@@ -134,13 +137,13 @@ def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) st
     levels = [max(1, round(kf.S * (1 - j / steps))) for j in range(steps)]
     x = fill_clip(keyframes, T)
     student = torch.zeros(T, dtype=torch.bool, device=dev); student[kf.levels[-1]] = True
-    text = model.caption(texts if texts is not None else [''] * B)
+    enc = model.reader(cond if cond is not None else model.reader.null(B))
     for j, s in enumerate(levels):
         c = anneal(j, steps, anchor_conf, anchor_conf if conf_end is None else conf_end, anneal_how)
         anc = kf.anchor_mask(s, B).to(dev)
         xs = kf.interp(x.flatten(2), s).view_as(x)
         conf = anc * torch.where(student, torch.tensor(c, device=dev), torch.tensor(TEACHER, device=dev))
-        x = clamp_anchors(model(xs, anc, conf, text=text), xs, anc, conf, clamp, soft)
+        x = clamp_anchors(model(xs, anc, conf, enc=enc), xs, anc, conf, clamp, soft)
         if trace is not None: trace.append(x.cpu())
     return x
 
