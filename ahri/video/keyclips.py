@@ -24,8 +24,8 @@ from ..metrics import frechet_distance
 
 # %% auto #0
 __all__ = ['CONDITIONS', 'ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'register_condition', 'make_reader',
-           'CaptionReader', 'old_reader_keys', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches',
-           'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
+           'CaptionReader', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches', 'sample_keyframes',
+           'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0008
 @dataclass
@@ -69,7 +69,8 @@ def keyframe_index(T:int, K:int)->torch.Tensor:
 # %% ../../nbs/63_keyclips.ipynb #c63a0014
 class LatentPatches(nn.Module):
     "Frames' latents ↔ tokens of width dim: a spatial latent (C, h, w) in patch×patch cells, a token latent (N, d) as it is"
-    def __init__(self, latent_shape:list, dim:int, patch:int=2):
+    def __init__(self, latent_shape:list, dim:int, patch:int=2,
+                 out:bool=True):                  # False: tokens in only (a reader of frames, which never writes latents)
         super().__init__()
         self.latent_shape, self.patch = tuple(latent_shape), patch
         self.spatial = len(latent_shape) == 3
@@ -79,9 +80,10 @@ class LatentPatches(nn.Module):
             self.n_tok, tok = (h // patch) * (w // patch), C * patch * patch
         elif len(latent_shape) == 2: self.n_tok, tok = latent_shape
         else: raise ValueError(f"a frame's latent must be (C, h, w) or (N, d), got {tuple(latent_shape)}")
-        self.inp, self.out = nn.Linear(tok, dim), nn.Linear(dim, tok)
+        self.inp = nn.Linear(tok, dim)
         self.place = nn.Parameter(torch.randn(self.n_tok, dim) * 0.02)      # where in the frame a token is
-        nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
+        if out:
+            self.out = nn.Linear(dim, tok); nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
     def tokens(self, z:torch.Tensor)->torch.Tensor:    # (B, F, *latent) -> (B, F, n_tok, tok)
         if not self.spatial: return z
         return rearrange(z, 'b f c (h p) (w q) -> b f (h w) (c p q)', p=self.patch, q=self.patch)
@@ -123,10 +125,6 @@ class CaptionReader(nn.Module):
     def take(self, texts:list[str], idx)->list[str]: return [texts[int(j)] for j in idx]
     def size(self, texts:list[str])->int: return len(texts)
 
-def old_reader_keys(module, state_dict, prefix, *args):
-    "Checkpoints written before the condition registry call the reader `caption`"
-    for k in [k for k in state_dict if k.startswith(prefix + 'caption.')]:
-        state_dict[prefix + 'reader.' + k[len(prefix + 'caption.'):]] = state_dict.pop(k)
 
 def attend_mask(prefix:torch.Tensor,      # (B, P) bool: which prefix tokens are real
                 frame:torch.Tensor,       # (N,) frame index of each frame token
@@ -160,11 +158,15 @@ class KeyframeDenoiser(nn.Module):
         self.register_buffer('frames', keyframe_index(T, K), persistent=False)
         self.when = nn.Linear(dim, dim)                                      # of a sinusoidal embedding of the frame index
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.reader = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
+        self.caption = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
         self.blocks = nn.ModuleList((AdaBlock if adaln else Block)(dim, heads) for _ in range(depth))
         if adaln: self.summary = nn.Linear(dim, dim)                        # of the pooled condition, added to the step
         self.norm = nn.RMSNorm(dim)
-        self.register_load_state_dict_pre_hook(old_reader_keys)
+
+    @property
+    def reader(self)->nn.Module:
+        "The condition reader (stored as `caption`, its name in the checkpoints written before the registry)"
+        return self.caption
 
     def encode_cond(self, cond)->tuple[torch.Tensor, torch.Tensor]:
         "Conditions as the model reads them: (B, L, dim) features, (B, L) real tokens"

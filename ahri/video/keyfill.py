@@ -11,7 +11,7 @@ from ..ddpm import DDPMSchedule
 from ..planners.keyframes import corrupt
 from ..planners.keypoints import timestep_embedding
 from ..planners.interp import TEACHER, STUDENT, gap_features, anneal, keyframes_for, bootstrap_prob
-from .keyclips import LatentPatches, make_reader, old_reader_keys, attend_mask, ClipSet, sample_keyframes, fill_clip
+from .keyclips import LatentPatches, make_reader, attend_mask, ClipSet, sample_keyframes, fill_clip
 
 # %% auto #0
 __all__ = ['MODES', 'FillDenoiser', 'fill_batch', 'bootstrap_clips', 'fill_loss', 'stage2_loss', 'clamp_anchors', 'refine_clip',
@@ -35,10 +35,14 @@ class FillDenoiser(nn.Module):
         self.when = nn.Linear(dim, dim)
         self.flags = nn.Linear(2, dim)                                        # anchor flag, confidence
         self.density = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.reader = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
+        self.caption = make_reader(cond, dim, latent_shape, T, cond_kw if cond_kw is not None else dict(vocab=vocab, text=text, text_kw=text_kw))
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.RMSNorm(dim)
-        self.register_load_state_dict_pre_hook(old_reader_keys)
+
+    @property
+    def reader(self)->nn.Module:
+        "The condition reader (stored as `caption`, its name in the checkpoints written before the registry)"
+        return self.caption
 
     def forward(self, x:torch.Tensor,         # (B, T, *latent) x_s
                 anchor:torch.Tensor,          # (B, T) bool: anchor frames

@@ -32,10 +32,10 @@ from ..planners.interp import TEACHER
 
 # %% auto #0
 __all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'STAGE_COLOURS', 'ahri_sample_keyvideo',
-           'ahri_eval_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'train_keyframes', 'fill_batches', 'train_fill',
-           'train_keyvideo', 'open_keyvideo', 'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table',
-           'run_tokenizer', 'clip_rows', 'denoising_video', 'KeyvideoSampleConfig', 'sample_keyvideo',
-           'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
+           'ahri_eval_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'fit_stage1', 'fit_stage2', 'train_keyframes',
+           'fill_batches', 'train_fill', 'fit_stages', 'train_keyvideo', 'open_keyvideo', 'keyvideo_report',
+           'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer', 'clip_rows', 'denoising_video',
+           'KeyvideoSampleConfig', 'sample_keyvideo', 'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
@@ -93,14 +93,26 @@ _STAGE1_KEYS = ('T', 'K', 'diffusion_steps', 'pred', 'latent_shape', 'data_finge
 # %% ../../nbs/65_keyvideo.ipynb #c65a0009
 def _text(cfg): return {'path': cfg.text_path} if cfg.text == 'clip' else None
 
+def fit_stage1(run, p:dict, cfg,              # the run, its settings (keyvideo.json) and config (any with the stage fields of `KeyvideoConfig`)
+               model:nn.Module, batches)->Learner: # a `KeyframeDenoiser` and its batches {'x0', 'cond'}
+    "Stage 1 of a keyframe run: keyframe diffusion with condition dropout, in `run`/stage1"
+    learn = Learner(model, keyframe_loss(DDPMSchedule(cfg.diffusion_steps), cfg.p_uncond), batches,
+                    cfg.train_config(cfg.steps1, cfg.lr, cfg.warmup, first=run.first('steps1')), device=cfg.device, progress=not cfg.quiet)
+    return fit_run(learn, run.path / 'stage1', {'kind': 'keyvideo_stage1', **p}, stage='stage1')
+
+def fit_stage2(run, p:dict, cfg, model:nn.Module, batches)->Learner: # a `FillDenoiser` and its batches (`fill_batch`)
+    "Stage 2 of a keyframe run, bootstrapped on stage 1's keyframes (trained again if stage 1 changed since), in `run`/stage2"
+    s1, built_on = upstream_stage(run.path, 'stage1', 'stage2', cfg.bootstrap_cap > 0, cfg.device)
+    loss = stage2_loss(s1.model if s1 else None, DDPMSchedule(cfg.diffusion_steps), cfg.bootstrap_cap, cfg.steps2 // 4, guidance=cfg.guidance, strength=cfg.bootstrap_strength)
+    learn = Learner(model, loss, batches, cfg.train_config(cfg.steps2, cfg.lr, cfg.warmup, first=run.first('steps2')), device=cfg.device, progress=not cfg.quiet)
+    return fit_run(learn, run.path / 'stage2', {'kind': 'keyvideo_stage2', **p, 'modes': list(cfg.modes), 'sigma_max': cfg.sigma_max,
+                                                'bootstrap_cap': cfg.bootstrap_cap, 'bootstrap_strength': cfg.bootstrap_strength, 'stage1': built_on}, stage='stage2')
+
 def train_keyframes(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[str])->Learner:
     "Stage 1: keyframe diffusion with caption dropout"
     model = KeyframeDenoiser(p['latent_shape'], cfg.K, cfg.T, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch,
                              cfg.diffusion_steps, cfg.pred, cfg.adaln)
-    learn = Learner(model, keyframe_loss(DDPMSchedule(cfg.diffusion_steps), cfg.p_uncond),
-                    keyframe_batches(clips, cfg.K, cfg.batch_size, cfg.seed + 1 + world()[0]),
-                    cfg.train_config(cfg.steps1, cfg.lr, cfg.warmup, first=run.first('steps1')), device=cfg.device, progress=not cfg.quiet)
-    return fit_run(learn, run.path / 'stage1', {'kind': 'keyvideo_stage1', **p}, stage='stage1')
+    return fit_stage1(run, p, cfg, model, keyframe_batches(clips, cfg.K, cfg.batch_size, cfg.seed + 1 + world()[0]))
 
 def fill_batches(clips:ClipSet, K:int, batch_size:int, modes, sigma_max:float, seed:int=0)->RandomBatches:
     "Endless stage-2 batches from `clips`, a corruption mode drawn per batch"
@@ -112,14 +124,18 @@ def fill_batches(clips:ClipSet, K:int, batch_size:int, modes, sigma_max:float, s
     return RandomBatches(fn, seed)
 
 def train_fill(run, p:dict, cfg:KeyvideoConfig, clips:ClipSet, vocab:list[str])->Learner:
-    "Stage 2, bootstrapped on stage 1's keyframes (trained again if stage 1 changed since)"
-    s1, built_on = upstream_stage(run.path, 'stage1', 'stage2', cfg.bootstrap_cap > 0, cfg.device)
+    "Stage 2 on captioned clips"
     model = FillDenoiser(p['latent_shape'], cfg.T, cfg.K, vocab, cfg.text, _text(cfg), cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.causal)
-    loss = stage2_loss(s1.model if s1 else None, DDPMSchedule(cfg.diffusion_steps), cfg.bootstrap_cap, cfg.steps2 // 4, guidance=cfg.guidance, strength=cfg.bootstrap_strength)
-    learn = Learner(model, loss, fill_batches(clips, cfg.K, cfg.batch_size, cfg.modes, cfg.sigma_max, cfg.seed + 2 + world()[0]),
-                    cfg.train_config(cfg.steps2, cfg.lr, cfg.warmup, first=run.first('steps2')), device=cfg.device, progress=not cfg.quiet)
-    return fit_run(learn, run.path / 'stage2', {'kind': 'keyvideo_stage2', **p, 'modes': list(cfg.modes), 'sigma_max': cfg.sigma_max,
-                                                'bootstrap_cap': cfg.bootstrap_cap, 'bootstrap_strength': cfg.bootstrap_strength, 'stage1': built_on}, stage='stage2')
+    return fit_stage2(run, p, cfg, model, fill_batches(clips, cfg.K, cfg.batch_size, cfg.modes, cfg.sigma_max, cfg.seed + 2 + world()[0]))
+
+def fit_stages(cfg, stages:list)->dict: # [(name, steps, fit)]: `fit()` trains that stage and returns its Learner
+    "Each stage in turn from the same seed, skipping those of 0 steps; name → the step it reached"
+    steps = {}
+    for name, n, fit in stages:
+        if not n: continue
+        log.info(f"{name}: {n} steps"); seed_everything(cfg.seed)
+        steps[name] = fit().step
+    return steps
 
 def train_keyvideo(cfg:KeyvideoConfig)->Trained:
     "Train stage 1 and stage 2 on the training clips of a captioned latent cache into `cfg.out`"
@@ -134,11 +150,9 @@ def train_keyvideo(cfg:KeyvideoConfig)->Trained:
     atomic_write_json(run.path / 'keyvideo.json', p)
     borrow_stage(run.path, 'stage1', borrowed)
     vocab = WordVocab.build(clips.captions).itos
-    t0, steps = time.time(), {}
-    for name, fn, n in (('stage1', train_keyframes, cfg.steps1), ('stage2', train_fill, cfg.steps2)):
-        if not n: continue
-        log.info(f"{name}: {n} steps"); seed_everything(cfg.seed)
-        steps[name] = fn(run, p, cfg, clips, vocab).step
+    t0 = time.time()
+    steps = fit_stages(cfg, [('stage1', cfg.steps1, lambda: train_keyframes(run, p, cfg, clips, vocab)),
+                             ('stage2', cfg.steps2, lambda: train_fill(run, p, cfg, clips, vocab))])
     return Trained(run.path, steps.get('stage1', 0), time.time() - t0, run.extended, {'steps': steps, 'clips': len(clips)})
 
 def _show_keyvideo(t:Trained)->str:
