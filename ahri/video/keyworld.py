@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import ClassVar, Literal
 import numpy as np
 import torch
+import imageio.v3 as iio
 from torch import nn
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_json
@@ -22,7 +23,7 @@ from ..world.data import EpisodeStore, split_episodes
 from ..world.encode import open_latents, latent_stats
 from ..world.eval import (evaluate_world_models, dynamics_predictor, copy_predictor, horizon_plot, side_by_side, write_video,
                              _stack, eval_windows)
-from ..world.data import frames_to_float
+from ..world.data import frames_to_float, frames_to_uint8
 from ..world.train_dynamics import open_world_model
 from ..world.train_tokenizer import perceptual_or_reason
 from ..metrics import PERCEPTUAL_CHOICES
@@ -36,7 +37,7 @@ from .keyvideo import fit_stage1, fit_stage2, fit_stages, open_keyvideo
 __all__ = ['KEYWORLD_PRESETS', 'ahri_train_keyworld', 'ahri_eval_keyworld', 'WorldReader', 'WorldClips', 'world_clips',
            'world_batches', 'KeyworldConfig', 'keyworld_settings', 'train_keyworld', 'open_keyworld',
            'keyworld_predict', 'keyworld_predictor', 'KeyworldEvalConfig', 'keyworld_predictors', 'seconds_per_window',
-           'horizon_summary', 'eval_keyworld', 'summary_table']
+           'horizon_summary', 'horizon_strip', 'eval_keyworld', 'summary_table']
 
 # %% ../../nbs/66_keyworld.ipynb #c66a0008
 @register_condition('world')
@@ -292,6 +293,18 @@ def horizon_summary(res:dict, at=(32, 64))->dict:
         out[k] = {str(h): {**{m: float(np.mean(v[:h])) for m, v in ps.items()}, **{f'{m}@': v[h - 1] for m, v in ps.items()}} for h in at if h <= H}
     return out
 
+def horizon_strip(kept:dict, columns:list[str],  # `evaluate_world_models`' kept frames, and the rows to show
+                  at:list[int],                    # steps ahead to show (1-based)
+                  window:int=0, gap:int=2)->np.ndarray: # uint8 (H', W', 3)
+    "One window's frames at a few steps ahead: a row per model (the ground truth first), a column per step"
+    rows = [kept[c][window] for c in columns]                                   # each (H, 3, h, w)
+    h, w = rows[0].shape[-2:]
+    img = np.full((len(rows) * (h + gap) + gap, len(at) * (w + gap) + gap, 3), 255, np.uint8)
+    for i, r in enumerate(rows):
+        for j, t in enumerate(at):
+            img[gap + i * (h + gap):gap + i * (h + gap) + h, gap + j * (w + gap):gap + j * (w + gap) + w] = frames_to_uint8(r[t - 1]).numpy()
+    return img
+
 def eval_keyworld(cfg:KeyworldEvalConfig)->dict:
     "Score the keyframe world model and the dynamics model on the same held-out windows; writes eval.json, horizon.png and videos"
     cfg = resolve(cfg); set_threads(cfg.threads)
@@ -318,6 +331,8 @@ def eval_keyworld(cfg:KeyworldEvalConfig)->dict:
     atomic_write_json(dest / 'eval.json', res); horizon_plot(res, dest / 'horizon.png')
     video = side_by_side(kept, cols)
     write_video(video, dest / 'rollouts.mp4'); write_video(video, dest / 'rollouts.gif')
+    at = sorted({1, *range(H // 4, H + 1, max(1, H // 4))})
+    for i in range(min(2, len(kept['ground truth']))): iio.imwrite(dest / f'strip{i}.png', horizon_strip(kept, cols, at, i))
     return res
 
 def summary_table(res:dict)->str:
