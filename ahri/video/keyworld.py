@@ -22,7 +22,7 @@ from ..bench import time_fn
 from ..world.data import EpisodeStore, split_episodes
 from ..world.encode import open_latents, latent_stats
 from ..world.eval import (evaluate_world_models, dynamics_predictor, copy_predictor, horizon_plot, side_by_side, write_video,
-                             _stack, eval_windows)
+                             window_frames, eval_windows)
 from ..world.data import frames_to_float, frames_to_uint8
 from ..world.train_dynamics import open_world_model
 from ..world.train_tokenizer import perceptual_or_reason
@@ -281,7 +281,7 @@ def keyworld_predictors(kv:SimpleNamespace, dyn:SimpleNamespace, Ks=(4,), steps:
 
 def seconds_per_window(predictors:dict, tok, store:EpisodeStore, episodes, context:int, horizon:int, seed:int=0, device='cpu')->dict:
     "name -> median seconds to predict (and decode) one window of `horizon` frames, one window at a time, after a warm-up"
-    fr, ac = _stack(store, eval_windows(store.lengths, episodes, context, horizon, 1, seed), context + horizon)
+    fr, ac = window_frames(store, eval_windows(store.lengths, episodes, context, horizon, 1, seed), context + horizon)
     x = frames_to_float(fr, device)[:, :context]; z = tok.encode(x); a = ac.to(device)[:, :context + horizon - 1]
     return {k: time_fn(lambda: f(x, z, a, horizon), device, warmup=1, min_time=0.0, min_reps=3) for k, f in predictors.items()}
 

@@ -23,10 +23,10 @@ from .train_dynamics import open_world_model
 from .train_tokenizer import perceptual_or_reason, WEIGHTS
 
 # %% auto #0
-__all__ = ['ahri_eval_world_model', 'frame_scores', 'summarise', 'eval_windows', 'peak_memory_mb', 'dynamics_predictor',
-           'baseline_predictor', 'copy_predictor', 'tokenizer_predictor', 'evaluate_world_models', 'imagination_fps',
-           'horizon_plot', 'side_by_side', 'write_video', 'WorldModelEvalConfig', 'show_eval', 'world_model_predictors',
-           'eval_world_model']
+__all__ = ['ahri_eval_world_model', 'frame_scores', 'summarise', 'eval_windows', 'window_frames', 'peak_memory_mb',
+           'dynamics_predictor', 'baseline_predictor', 'copy_predictor', 'tokenizer_predictor', 'evaluate_world_models',
+           'imagination_fps', 'horizon_plot', 'side_by_side', 'write_video', 'WorldModelEvalConfig', 'show_eval',
+           'world_model_predictors', 'eval_world_model']
 
 # %% ../../nbs/34_eval.ipynb #0c073a5b
 def frame_scores(pred:torch.Tensor, # (B, H, 3, h, w) in [0, 1]
@@ -54,7 +54,7 @@ def eval_windows(lengths, episodes, context:int, horizon:int, n:int, seed:int=0)
     pick = np.random.default_rng(seed).choice(len(starts), min(n, len(starts)), replace=False)
     return starts[np.sort(pick)]
 
-def _stack(store:EpisodeStore, wins:np.ndarray, L:int)->tuple[torch.Tensor, torch.Tensor]:
+def window_frames(store:EpisodeStore, wins:np.ndarray, L:int)->tuple[torch.Tensor, torch.Tensor]:
     "uint8 frames (B, L, H, W, 3) and actions (B, L) of the windows"
     fr = np.stack([store[int(e)]['frames'][s:s + L] for e, s in wins])
     ac = np.stack([store[int(e)]['actions'][s:s + L] for e, s in wins])
@@ -99,12 +99,12 @@ def evaluate_world_models(predictors:dict,     # name -> predictor(frames, z, ac
                          )->tuple[dict, dict]:
     "Scores of every predictor on the same windows; also the first `keep` windows' frames per predictor (for videos)"
     wins = eval_windows(store.lengths, episodes, context, horizon, n, seed) if wins is None else np.asarray(wins)
-    all_actions = _stack(store, wins, context + horizon)[1] if shuffle else None
+    all_actions = window_frames(store, wins, context + horizon)[1] if shuffle else None
     names = ['tokenizer', *predictors]
     scores, shuf, seconds, kept = {k: [] for k in names}, {k: [] for k in shuffle}, {k: 0. for k in names}, {}
     batches = range(0, len(wins), batch_size)
     for b0 in (progress(batches) if progress else batches):
-        fr, ac = _stack(store, wins[b0:b0 + batch_size], context + horizon)
+        fr, ac = window_frames(store, wins[b0:b0 + batch_size], context + horizon)
         x = frames_to_float(fr, device); ac = ac.to(device)
         ctx, fut = x[:, :context], x[:, context:]
         z = tok.encode(ctx)
@@ -252,7 +252,7 @@ def eval_world_model(cfg:WorldModelEvalConfig)->dict:
     res, kept = evaluate_world_models(preds, tok.model, store, eps, cfg.context, cfg.horizon, cfg.n, cfg.batch_size, cfg.seed, shuffle,
                                       lp, dyn.device, progress=None if cfg.quiet else progress_bar)
     sf = cfg.speed_frames or cfg.horizon
-    fr, ac = _stack(store, eval_windows(store.lengths, eps, cfg.context, sf, 1, cfg.seed), cfg.context + sf)
+    fr, ac = window_frames(store, eval_windows(store.lengths, eps, cfg.context, sf, 1, cfg.seed), cfg.context + sf)
     z1 = tok.model.encode(frames_to_float(fr, dyn.device)[:, :cfg.context])
     for k in Ks: res['models'][f'dynamics K={k}']['frames_per_s_single'] = imagination_fps(dyn.model, z1, ac.to(dyn.device), k, sf, cfg.tau_ctx, tok.model.decode)
     dest = Path(cfg.out) if cfg.out else dyn.ckpt / f'eval_{store.root.resolve().name}'
