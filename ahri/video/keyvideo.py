@@ -33,9 +33,10 @@ from ..planners.interp import TEACHER
 # %% auto #0
 __all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'STAGE_COLOURS', 'ahri_sample_keyvideo',
            'ahri_eval_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'fit_stage1', 'fit_stage2', 'train_keyframes',
-           'fill_batches', 'train_fill', 'fit_stages', 'train_keyvideo', 'open_keyvideo', 'keyvideo_report',
-           'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer', 'clip_rows', 'denoising_video',
-           'KeyvideoSampleConfig', 'sample_keyvideo', 'KeyvideoEvalConfig', 'eval_keyvideo', 'show_eval']
+           'fill_batches', 'train_fill', 'fit_stages', 'train_keyvideo', 'show_stages', 'open_keyvideo',
+           'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer', 'clip_rows',
+           'denoising_video', 'KeyvideoSampleConfig', 'sample_keyvideo', 'KeyvideoEvalConfig', 'eval_keyvideo',
+           'show_eval']
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0007
 KEYVIDEO_PRESETS = {
@@ -155,10 +156,11 @@ def train_keyvideo(cfg:KeyvideoConfig)->Trained:
                              ('stage2', cfg.steps2, lambda: train_fill(run, p, cfg, clips, vocab))])
     return Trained(run.path, steps.get('stage1', 0), time.time() - t0, run.extended, {'steps': steps, 'clips': len(clips)})
 
-def _show_keyvideo(t:Trained)->str:
-    return f"{t.run}: " + ', '.join(f'{k} {v} steps' for k, v in t.result['steps'].items()) + f" on {t.result['clips']} clips ({t.seconds:.0f} s this session)"
+def show_stages(t:Trained, what:str='clips')->str: # what the training counted in `t.result` (clips, windows)
+    "The printed line of a two-stage training: the steps each stage reached and on how much data"
+    return f"{t.run}: " + ', '.join(f'{k} {v} steps' for k, v in t.result['steps'].items()) + f" on {t.result[what]} {what} ({t.seconds:.0f} s this session)"
 
-ahri_train_keyvideo = command(KeyvideoConfig, train_keyvideo, 'ahri_train_keyvideo', show=_show_keyvideo)
+ahri_train_keyvideo = command(KeyvideoConfig, train_keyvideo, 'ahri_train_keyvideo', show=show_stages)
 
 def open_keyvideo(run:str|Path, device=None)->SimpleNamespace:
     "A trained keyframe-video run: `stage1`, `stage2` (None before it is trained), `sched` and the settings `p`"

@@ -31,7 +31,7 @@ from ..flow import TAU_CTX, check_pow2
 from ..planners.keypoints import timestep_embedding
 from .keyclips import LatentPatches, register_condition, keyframe_index, KeyframeDenoiser, sample_keyframes, fill_clip
 from .keyfill import FillDenoiser, MODES, fill_batch, refine_clip
-from .keyvideo import fit_stage1, fit_stage2, fit_stages, open_keyvideo
+from .keyvideo import fit_stage1, fit_stage2, fit_stages, show_stages, open_keyvideo
 
 # %% auto #0
 __all__ = ['KEYWORLD_PRESETS', 'ahri_train_keyworld', 'ahri_eval_keyworld', 'WorldReader', 'WorldClips', 'world_clips',
@@ -60,7 +60,7 @@ class WorldReader(nn.Module):
         if acts.shape[1:] != (self.T - 1,): raise ValueError(f"actions must be (B, {self.T - 1}): one for each clip frame but the last, got {tuple(acts.shape)}")
         if acts.min() < 0 or acts.max() >= self.n_actions: raise ValueError(f"actions must be in 0 … {self.n_actions - 1}, got {int(acts.min())} … {int(acts.max())}")
         when = lambda i: self.when(timestep_embedding(i.to(dev), self.dim))
-        frames = self.lat.inp(self.lat.tokens(ctx)) + self.lat.place + when(torch.arange(self.C))[:, None] + self.kind[0]   # (B, C, n_tok, dim)
+        frames = self.lat.embed(ctx) + when(torch.arange(self.C))[:, None] + self.kind[0]   # (B, C, n_tok, dim)
         act = self.act(acts) + when(torch.arange(self.T - 1) + self.C - 1) + self.kind[1]                            # (B, T − 1, dim)
         feats = torch.cat([frames.flatten(1, 2), act], 1)
         on = c.get('on'); on = torch.ones(B, dtype=torch.bool, device=dev) if on is None else on.to(dev).bool()
@@ -202,10 +202,7 @@ def train_keyworld(cfg:KeyworldConfig)->Trained:
                                                                                                          cfg.modes, cfg.sigma_max)))])
     return Trained(run.path, steps.get('stage1', 0), time.time() - t0, run.extended, {'steps': steps, 'windows': len(clips)})
 
-def _show_keyworld(t:Trained)->str:
-    return f"{t.run}: " + ', '.join(f'{k} {v} steps' for k, v in t.result['steps'].items()) + f" on {t.result['windows']} windows ({t.seconds:.0f} s this session)"
-
-ahri_train_keyworld = command(KeyworldConfig, train_keyworld, 'ahri_train_keyworld', show=_show_keyworld)
+ahri_train_keyworld = command(KeyworldConfig, train_keyworld, 'ahri_train_keyworld', show=lambda t: show_stages(t, 'windows'))
 
 def open_keyworld(run:str|Path, device=None)->SimpleNamespace:
     "A trained keyframe world model: `open_keyvideo` of a run made by `ahri_train_keyworld`"
