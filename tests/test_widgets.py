@@ -120,8 +120,11 @@ def page_of(lab, request):
         if not p.is_closed(): p.close()
 
 
-def slider_key(page, box, i:int=0, times:int=1, key:str='ArrowRight'):
-    "Move the i-th slider of `box` with the keyboard, as a person would with the arrow keys"
+def slider_key(page, box, i:int=0, times:int=1, key:str='ArrowRight', at:str|None=None):
+    """Move the i-th slider of `box` with the keyboard, as a person would with the arrow keys; with `at`, first wait
+    until its readout shows `at` (a person presses a key on the slider they see: the kernel's last change to the slider
+    can reach the page after other widgets' changes, and a key pressed before it lands is lost)"""
+    if at is not None: expect(box.locator('.widget-readout').nth(i)).to_have_text(at, timeout=T)
     handle = box.locator('.noUi-handle').nth(i); handle.focus()
     for _ in range(times): page.keyboard.press(key)
 
@@ -157,7 +160,7 @@ def test_rollouts(page_of):
     moved = changes(frame); slider_key(page, box, 0); moved()       # window 1 -> 2
     expect(info).to_contain_text('step 6 of 6', timeout=T)
     table = box.locator('table').first; before = table.inner_text()
-    slider_key(page, box, 1, 1, 'ArrowLeft')                         # the step slider: 6 -> 5
+    slider_key(page, box, 1, 1, 'ArrowLeft', at='6')                 # the step slider: 6 -> 5
     expect(info).to_contain_text('step 5 of 6', timeout=T)
     expect(table).to_contain_text('PSNR @5', timeout=T)               # the table arrives after the caption: wait for it
     assert table.inner_text() != before and ('ST-LPIPS' in table.inner_text() or 'LPIPS' in table.inner_text())
@@ -176,7 +179,7 @@ def test_plans(page_of):
     if guide.is_checked(): guide.uncheck()
     moved = changes(img); pe.get_by_role('button', name='plan').click(); moved()
     expect(info).to_contain_text('stage 2', timeout=T)
-    moved = changes(img); slider_key(page, pe, 1, 1, 'Home'); moved()
+    moved = changes(img); slider_key(page, pe, 1, 1, 'Home', at='10'); moved()              # the plan's 10 DDIM steps + stage 2
     expect(info).to_contain_text('DDIM step 1/10', timeout=T)
     shot(pe, 'plans_maze.png')
     guide.check(); moved = changes(img); pe.get_by_role('button', name='plan').click(); moved()
