@@ -5,6 +5,7 @@
 # %% ../nbs/09_bench.ipynb #973a97a9
 from __future__ import annotations
 import json, sys, time, statistics
+from fastprogress.fastprogress import progress_bar
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -12,8 +13,8 @@ from .core import default_device, set_threads, atomic_write_json, import_obj
 from .config import Config, Count, Positive, Device, resolve, command
 
 # %% auto #0
-__all__ = ['ahri_bench_matmul', 'BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'MatmulBenchConfig',
-           'bench_matmul', 'format_matmul', 'ahri_bench']
+__all__ = ['WIDE', 'ahri_bench_matmul', 'BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'spread',
+           'interleave', 'show_spread', 'MatmulBenchConfig', 'bench_matmul', 'format_matmul', 'ahri_bench']
 
 # %% ../nbs/09_bench.ipynb #da62f356
 def sync(device:torch.device)->None:
@@ -64,6 +65,38 @@ def matmul_peak(device=None,        # None: the best available device
         out[name] = {'peak': max(by.values()), 'by_size': by}
     return out
 
+# %% ../nbs/09_bench.ipynb #b09a0001
+WIDE = 0.25   # relative spread (highest − lowest) ÷ median beyond which a figure is too wide to conclude from
+
+def spread(xs:list)->dict: # one figure's values over the rounds
+    "Median, lowest and highest of a figure over rounds, and the relative spread (highest − lowest) ÷ |median|"
+    xs = [float(x) for x in xs]
+    if not xs: raise ValueError("spread needs at least one value")
+    m = statistics.median(xs)
+    return {'median': m, 'lo': min(xs), 'hi': max(xs), 'spread': (max(xs) - min(xs)) / abs(m) if m else float('inf'), 'n': len(xs)}
+
+def interleave(measures:dict,             # name → no-argument callable returning one figure
+               rounds:int=5,              # every measure runs once per round, in the order given
+               derived:dict|None=None,    # name → f(one round's figures) → a figure computed within that round (a ratio)
+               progress:bool=False        # a progress bar over the rounds
+              )->dict:                    # {'rounds': [{name: value}], 'figures': {name: `spread`}}
+    "Run the measures in interleaved rounds; summarise each figure (and each within-round ratio) over the rounds"
+    if rounds < 1: raise ValueError(f"rounds must be at least 1, got {rounds}")
+    out = []
+    for _ in (progress_bar(range(rounds), leave=False) if progress else range(rounds)):
+        f = {k: fn() for k, fn in measures.items()}
+        for k, d in (derived or {}).items(): f[k] = d(f)
+        out.append(f)
+    return {'rounds': out, 'figures': {k: spread([r[k] for r in out]) for k in out[0]}}
+
+def show_spread(s:dict,                   # a `spread`
+                scale:float=1.0,          # divide by this (1e9: GFLOP/s)
+                fmt:str='.1f', suffix:str='',
+                warn:bool=True)->str:     # add a warning when the spread is too wide to conclude from
+    "'median [lowest–highest]' with the suffix (and the warning)"
+    v = lambda x: f'{x / scale:{fmt}}'
+    return f"{v(s['median'])} [{v(s['lo'])}–{v(s['hi'])}]{suffix}" + (f"  ⚠ spread {s['spread']:.0%}: too wide to conclude" if warn and s['spread'] > WIDE else '')
+
 # %% ../nbs/09_bench.ipynb #ef52a803
 @dataclass(kw_only=True)
 class MatmulBenchConfig(Config):
@@ -99,6 +132,7 @@ ahri_bench_matmul = command(MatmulBenchConfig, bench_matmul, 'ahri_bench matmul'
 BENCHMARKS = {  # name: (the command, by its dotted name, imported only when asked for; what it measures)
     'matmul': ('ahri.bench.ahri_bench_matmul', "this machine's dense matmul peak per dtype"),
     'world_model': ('ahri.world.bench.ahri_bench_world_model', 'world-model training utilisation, imagination speed, horizon scaling, memory'),
+    'memory': ('ahri.world.bench.ahri_bench_memory', 'memory per dynamics preset: activations per clip length, the longest clip in 24 / 80 GiB, peak of real steps'),
     'planner': ('ahri.planners.bench.ahri_bench_planner', 'plan latency of the two-stage planner against the full-sequence baseline'),
     'pixelmaze': ('ahri.decisions.evaluate.ahri_bench_pixelmaze', 'ms and world-model passes per PixelMaze planning decision, guided planning against CEM/MPPI')}
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn
+from ..bench import time_fn, interleave, show_spread, WIDE
 from ..ddpm import DDPMSchedule
 from .keypoints import KeypointDenoiser
 from .interp import TrajDenoiser
@@ -18,7 +18,8 @@ from .methods import PLANNERS
 from .train import PLANNER_PRESETS
 
 # %% auto #0
-__all__ = ['PLANNER_SIZES', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench', 'format_planner']
+__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench',
+           'format_planner']
 
 # %% ../../nbs/59_bench.ipynb #cc555310
 PLANNER_SIZES = {'particle 9×9': ((9, 9), 64), 'particle 15×15': ((15, 15), 128),
@@ -30,13 +31,18 @@ def _inputs(hw, B:int, device):
     maze = torch.stack([occ.float(), torch.rand(B, *hw, generator=g)], 1).to(device)
     return occ.numpy(), maze, (torch.rand(B, 2, generator=g) * 2 - 1).to(device), (torch.rand(B, 2, generator=g) * 2 - 1).to(device)
 
+PLANNER_TARGETS = {('maze2d-large', 1): {'ours_ms': ('≤', 30.0), 'speedup': ('≥', 80.0)}}   # (maze, batch): figure → target, printed with how many rounds meet it
+
 @torch.no_grad()
 def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_layers:int=6, kp_steps:int=10, batches=(1, 64),
-                  sizes:dict|None=None, min_time:float=1.0,
-                  general:bool=False       # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
-                 )->list[dict]:
-    "Milliseconds per plan, ours (plain and wall-guided) and the baseline's, for each maze size and batch"
-    rows, sched, wg = [], DDPMSchedule(100), WallGuide()
+                  sizes:dict|None=None,
+                  min_time:float=1.0,      # seconds per measurement
+                  general:bool=False,      # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
+                  rounds:int=5,            # interleaved rounds (`interleave`): every row's figures are timed once per round
+                  progress:bool=False
+                 )->list[dict]:            # a row per maze size and batch: medians, and per figure its `spread` and every round's value
+    "Milliseconds per plan, ours (plain and wall-guided) and the baseline's, for each maze size and batch, in interleaved rounds"
+    sched, wg, keys, measures, derived = DDPMSchedule(100), WallGuide(), [], {}, {}
     for name, (hw, H) in (sizes or PLANNER_SIZES).items():
         s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
@@ -48,17 +54,24 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                                   sched=sched)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
-            ours = lambda: two.sample(pl, maze, st, gl, H, kp_steps=kp_steps)
-            guided = lambda: two.sample(pl, maze, st, gl, H, guide=wg, maps=wg.maps(occ, device), kp_steps=kp_steps)  # maps are part of planning
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
-            t_ours = time_fn(ours, device, warmup=1, min_time=min_time)
-            t_guided = time_fn(guided, device, warmup=1, min_time=min_time)
-            t_pass = time_fn(lambda: base(x, t, maze, st, gl), device, warmup=1, min_time=min_time)
-            rows.append({'maze': name, 'H': H, 'batch': B, 'ours_ms': 1e3 * t_ours / B, 'guided_ms': 1e3 * t_guided / B, 'baseline_ms': 1e3 * t_pass * steps / B,
-                         'baseline_steps': steps, 'speedup': t_pass * steps / t_ours})
-            if general:                                       # its keypoints: one every GAP points of this horizon
-                t_gen = time_fn(lambda: two.sample(gpl, maze, st, gl, H, kp_steps=kp_steps), device, warmup=1, min_time=min_time)
-                rows[-1].update(general_ms=1e3 * t_gen / B, general_ratio=t_gen / t_ours)
+            key = (name, B); keys.append((key, H, steps))
+            per_plan = lambda fn, B=B: (lambda: 1e3 * time_fn(fn, device, warmup=1, min_time=min_time) / B)
+            m = {'ours_ms': lambda pl=pl, maze=maze, st=st, gl=gl, H=H: two.sample(pl, maze, st, gl, H, kp_steps=kp_steps),
+                 'guided_ms': lambda pl=pl, maze=maze, st=st, gl=gl, H=H, occ=occ:        # the distance maps are part of planning
+                     two.sample(pl, maze, st, gl, H, guide=wg, maps=wg.maps(occ, device), kp_steps=kp_steps),
+                 'pass_ms': lambda base=base, x=x, t=t, maze=maze, st=st, gl=gl: base(x, t, maze, st, gl)}
+            if general: m['general_ms'] = lambda gpl=gpl, maze=maze, st=st, gl=gl, H=H: two.sample(gpl, maze, st, gl, H, kp_steps=kp_steps)
+            measures |= {(key, f): per_plan(fn) for f, fn in m.items()}
+            derived |= {(key, 'baseline_ms'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n,     # steps × one timed pass
+                        (key, 'speedup'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n / f[(key, 'ours_ms')]}
+            if general: derived[(key, 'general_ratio')] = lambda f, key=key: f[(key, 'general_ms')] / f[(key, 'ours_ms')]
+    r = interleave(measures, rounds, derived, progress)
+    rows = []
+    for key, H, steps in keys:
+        fig = {f: v for (k, f), v in r['figures'].items() if k == key}
+        rows.append({'maze': key[0], 'H': H, 'batch': key[1], 'baseline_steps': steps, **{f: v['median'] for f, v in fig.items()},
+                     'spread': fig, 'rounds': [{f: v for (k, f), v in x.items() if k == key} for x in r['rounds']]})
     return rows
 
 @dataclass(kw_only=True)
@@ -67,10 +80,12 @@ class PlannerBenchConfig(Config):
     preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small, general, general_gpu)
     general:bool = False                      # also time the general planner's models of these sizes (ratio to the one-size ones, same run)
     batches:list[Count] = (1, 64)             # batch sizes to time
+    rounds:Count = 5                          # interleaved rounds: each times every row once; figures are medians over them
     min_time:Positive = 1.0                   # seconds per measurement
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     json_out:str|None = None                  # also write the results to this JSON file (default: none)
+    quiet:bool = False                        # no progress bar over the rounds
     def check(self):
         if self.preset not in PLANNER_PRESETS: raise ValueError(f"--preset must be one of {', '.join(PLANNER_PRESETS)}, got {self.preset!r}")
 
@@ -78,21 +93,34 @@ def run_planner_bench(cfg:PlannerBenchConfig)->dict:
     "`bench_planner` at a preset's sizes; returns (and optionally writes) the rows"
     cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device); p = PLANNER_PRESETS[cfg.preset]
     rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time,
-                         general=cfg.general)
+                         general=cfg.general, rounds=cfg.rounds, progress=not cfg.quiet)
     res = {'device': str(dev), 'threads': torch.get_num_threads(), 'preset': cfg.preset, 'rows': rows}
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
 
+def _rounds_meeting(row:dict, f:str, op:str, x:float)->str:
+    ok = sum((v[f] <= x) if op == '≤' else (v[f] >= x) for v in row['rounds'])
+    return f"{ok} of {len(row['rounds'])} rounds"
+
 def format_planner(res:dict)->str:
-    "The rows as a table"
-    rows, device = res['rows'], res['device']
-    lines = [f"plan latency on {device} ({res['threads']} threads), ms per plan",
-             f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>10}{'guided':>10}{'baseline':>12}{'steps':>7}{'speedup':>9}"]
+    "The rows as a table (medians over the rounds, [lowest–highest] for ours and the speed-up) and the targets"
+    rows, device = res['rows'], res['device']; n = len(rows[0]['rounds']) if rows else 0
+    lines = [f"plan latency on {device} ({res['threads']} threads), ms per plan; {n} interleaved rounds, median [lowest–highest]",
+             f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>24}{'guided':>10}{'baseline':>12}{'steps':>7}{'speed-up':>20}"]
     gen = any('general_ms' in r for r in rows)
     if gen: lines[-1] += f"{'general':>10}{'÷ ours':>8}"
+    wide = []
     for r in rows:
-        lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{r['ours_ms']:>10.2f}{r['guided_ms']:>10.2f}{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{r['speedup']:>8.0f}×"
+        sp = r['spread']; wide += [f"{r['maze']}, batch {r['batch']}: {f}" for f in ('ours_ms', 'speedup') if sp[f]['spread'] > WIDE]
+        lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{show_spread(sp['ours_ms'], 1, '.2f', warn=False):>24}{r['guided_ms']:>10.2f}"
+                     f"{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{show_spread(sp['speedup'], 1, '.0f', '×', warn=False):>20}"
                      + (f"{r['general_ms']:>10.2f}{r['general_ratio']:>7.2f}×" if gen else ''))
+    for (maze, B), t in PLANNER_TARGETS.items():
+        for r in rows:
+            if (r['maze'], r['batch']) != (maze, B): continue
+            lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{f.replace('_ms', ' ms').replace('ours', 'plan')} {op} {x:g}: met in {_rounds_meeting(r, f, op, x)}"
+                                                                   for f, (op, x) in t.items()))
+    if wide: lines.append(f"⚠ spread wider than {WIDE:.0%}, too wide to conclude: " + ', '.join(wide))
     return '\n'.join(lines)
 
 ahri_bench_planner = command(PlannerBenchConfig, run_planner_bench, 'ahri_bench planner', show=format_planner)

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/37_bench.ipynb #ab85a6e7
 from __future__ import annotations
-import time
+import json, resource, subprocess, sys, time
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from dataclasses import dataclass
 from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn, matmul_peak
+from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, BENCHMARKS
 from .dynamics import Dynamics, dynamics_loss, KVCache
 from .rollout import imagine
 from .train_dynamics import DYNAMICS_PRESETS
@@ -20,55 +21,51 @@ from .conv_tokenizer import ConvAE
 from .train_tokenizer import TOKENIZER_PRESETS
 
 # %% auto #0
-__all__ = ['ahri_bench_world_model', 'bench_training', 'bench_imagination', 'bench_horizon', 'activation_bytes', 'bench_memory',
-           'bench_world_model', 'format_world_model', 'WorldModelBenchConfig', 'run_world_model_bench']
+__all__ = ['WORLD_TARGETS', 'ahri_bench_world_model', 'GiB', 'ahri_bench_memory', 'training_step', 'imagination_measures',
+           'activation_bytes', 'bench_memory', 'bench_world_model', 'format_world_model', 'WorldModelBenchConfig',
+           'run_world_model_bench', 'fit_length', 'preset_memory', 'bench_memory_presets', 'MemoryBenchConfig',
+           'run_memory_bench', 'format_memory']
 
 # %% ../../nbs/37_bench.ipynb #8454bfcf
 def _batch(B:int, T:int, latent_shape, n_actions:int, device)->dict:
     return {'latents': torch.randn(B, T, *latent_shape, device=device), 'actions': torch.randint(0, n_actions, (B, T), device=device)}
 
-def bench_training(model:Dynamics, B:int, T:int, n_actions:int=15, min_time:float=3.0, flop_steps:int=8,
-                   compile:bool=False,    # time the step of torch.compile(model) (FLOPs are counted on the eager model)
-                   compile_steps:int=4)->dict: # untimed steps that compile (the bootstrap's row subsets vary in size)
-    "Seconds per optimizer step, counted FLOPs per step, tokens/s"
+def training_step(model:Dynamics, B:int, T:int, n_actions:int=15,
+                  flop_steps:int=4,         # eager steps whose FLOPs are counted (0: do not count)
+                  compile:bool=False,       # the step of torch.compile(model) (FLOPs are still counted on the eager model)
+                  compile_steps:int=4       # untimed steps that compile it (the bootstrap's row subsets vary in size)
+                 )->tuple:                  # (step: a no-argument callable, FLOPs per step or None, seconds spent compiling or None)
+    "One optimizer step of the dynamics loss on a fixed batch of shape (B, T), ready to time"
     dev = next(model.parameters()).device
     loss_fn, opt = dynamics_loss(model.k_max), torch.optim.AdamW(model.parameters(), 1e-4)
     b = _batch(B, T, model.latent_shape, n_actions, dev)
     def step(net=model):
-        sum(loss_fn(net, b).values()).backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    torch.manual_seed(0)
-    with FlopCounterMode(display=False) as fc:
-        for _ in range(flop_steps): step()
-    flops, extra = fc.get_total_flops() / flop_steps, {}
-    if compile:
-        net = torch.compile(model); t0 = time.perf_counter()
-        for _ in range(compile_steps): step(net)
-        extra = {'compile_seconds': time.perf_counter() - t0}
-        timed = lambda: step(net)
-    else: timed = step
-    s = time_fn(timed, dev, warmup=2, min_time=min_time)
-    return {'seconds_per_step': s, 'flops_per_step': flops, 'flop_per_s': flops / s, 'tokens_per_s': B * T * model.L / s,
-            'frames_per_s': B * T / s, 'batch': [B, T], **extra}
+        net.train(); sum(loss_fn(net, b).values()).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    torch.manual_seed(0); flops = None
+    if flop_steps:
+        with FlopCounterMode(display=False) as fc:
+            for _ in range(flop_steps): step()
+        flops = fc.get_total_flops() / flop_steps
+    if not compile: return step, flops, None
+    net = torch.compile(model); t0 = time.perf_counter()
+    for _ in range(compile_steps): step(net)
+    return (lambda: step(net)), flops, time.perf_counter() - t0
 
 # %% ../../nbs/37_bench.ipynb #4ddf6c3d
-@torch.no_grad()
-def bench_imagination(model:Dynamics, Ks=(64, 4), horizon:int=16, context:int=4, decoder=None, n_actions:int=15,
-                      min_time:float=1.0)->dict:
-    "Single-stream frames/s of imagination per K (latents only, and with `decoder` if given)"
+def imagination_measures(model:Dynamics, frames:int=16, decoder=None, n_actions:int=15, min_time:float=1.0)->dict:
+    """Measures for `interleave`: single-stream frames/s of imagination for K = 64 and 4 (latents only, and with
+    `decoder` if given), and the seconds of a K = 4 rollout of `frames` and of 4·`frames` frames with the KV cache"""
     dev = next(model.parameters()).device
-    z = torch.randn(1, context, *model.latent_shape, device=dev); a = torch.randint(0, n_actions, (1, context + horizon), device=dev)
-    out = {K: {'frames_per_s': imagination_fps(model, z, a, K, horizon, min_time=min_time)} for K in Ks}
-    if decoder is not None:
-        for K in Ks: out[K]['frames_per_s_decoded'] = imagination_fps(model, z, a, K, horizon, decoder=decoder, min_time=min_time)
-    return out
-
-@torch.no_grad()
-def bench_horizon(model:Dynamics, K:int=4, short:int=16, long:int=64, n_actions:int=15, min_time:float=1.0)->dict:
-    "Rollout seconds for `long` and `short` imagined frames with the KV cache, and their ratio"
-    dev = next(model.parameters()).device
-    z = torch.randn(1, 4, *model.latent_shape, device=dev); a = torch.randint(0, n_actions, (1, 4 + long), device=dev)
-    ts = {h: time_fn(lambda: imagine(model, z, a, h, K=K), dev, warmup=1, min_time=min_time, min_reps=2) for h in (short, long)}
-    return {'short': short, 'long': long, 'seconds_short': ts[short], 'seconds_long': ts[long], 'ratio': ts[long] / ts[short]}
+    z = torch.randn(1, 4, *model.latent_shape, device=dev); a = torch.randint(0, n_actions, (1, 4 + 4 * frames), device=dev)
+    def fps(K, dec=None):
+        def f(): model.eval(); return imagination_fps(model, z, a, K, frames, decoder=dec, min_time=min_time)
+        return f
+    @torch.no_grad()
+    def rollout(h):
+        model.eval(); return time_fn(lambda: imagine(model, z, a, h, K=4), dev, warmup=1, min_time=min_time, min_reps=2)
+    m = {'K64_fps': fps(64), 'K4_fps': fps(4)}
+    if decoder is not None: m |= {'K64_fps_decoded': fps(64, decoder), 'K4_fps_decoded': fps(4, decoder)}
+    return m | {'rollout_short_s': lambda: rollout(frames), 'rollout_long_s': lambda: rollout(4 * frames)}
 
 # %% ../../nbs/37_bench.ipynb #2aba9afa
 def activation_bytes(fn)->int:
@@ -99,45 +96,68 @@ def bench_memory(model:Dynamics, lengths=(32, 64, 100), n_actions:int=15)->list[
     return rows
 
 # %% ../../nbs/37_bench.ipynb #c232d31d
-def bench_world_model(device, preset:str='tiny', min_time:float=3.0, lengths=(32, 64, 100),
-                      compile:bool=False)->dict: # also time the training step under torch.compile
-    "Every world-model figure at a preset's size (the tokenizer: the CNN preset of the same name, for decoding)"
+WORLD_TARGETS = {  # figure: (comparison, target) — printed with how many rounds meet it
+    'utilisation': ('≥', 0.50), 'utilisation_compiled': ('≥', 0.60), 'K4_over_K64': ('≥', 14.0), 'horizon_ratio': ('≤', 4.5)}
+
+def bench_world_model(device, preset:str='tiny',
+                      min_time:float=3.0,     # seconds per measurement of the training step (imagination: a third of it)
+                      lengths=(32, 64, 100),  # clip lengths of the memory table
+                      compile:bool=False,     # also time the training step under torch.compile
+                      rounds:int=5,           # interleaved rounds (`interleave`)
+                      frames:int=16,          # imagined frames per timed rollout (the horizon ratio: 4·frames ÷ frames)
+                      progress:bool=False)->dict:
+    "Every world-model figure at a preset's size, in interleaved rounds (the tokenizer: the CNN preset of the same name, for decoding)"
     p = DYNAMICS_PRESETS[preset]
     torch.manual_seed(0)
-    peak = matmul_peak(device, dtypes=['fp32'], min_time=min(min_time, 1.0))['fp32']['peak']
+    scan = matmul_peak(device, dtypes=['fp32'], min_time=min(min_time, 0.5))['fp32']['by_size']; n = max(scan, key=scan.get)
     tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).to(device).eval()
     shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64, device=device)).shape[2:])
     model = Dynamics(shape, **p['model'], n_actions=15).to(device)
-    train = bench_training(model, p['batch_size'], p['seq_len'], min_time=min_time)
-    comp = bench_training(model, p['batch_size'], p['seq_len'], min_time=min_time, compile=True) if compile else None
-    model.eval()
-    img = bench_imagination(model, decoder=tok.decode, min_time=min_time / 3)
-    hor = bench_horizon(model, min_time=min_time / 3)
-    mem = bench_memory(model, lengths)
+    B, T = p['batch_size'], p['seq_len']
+    step, flops, _ = training_step(model, B, T)
+    m = {'peak': lambda: matmul_flops_per_s(n, device=device, min_time=min(min_time, 1.0)),
+         'train_s': lambda: time_fn(step, device, warmup=1, min_time=min_time)}
+    d = {'utilisation': lambda f: flops / f['train_s'] / f['peak']}
+    compile_s = None
+    if compile:
+        cstep, _, compile_s = training_step(model, B, T, flop_steps=0, compile=True)
+        m['train_compiled_s'] = lambda: time_fn(cstep, device, warmup=1, min_time=min_time)
+        d |= {'utilisation_compiled': lambda f: flops / f['train_compiled_s'] / f['peak'], 'compiled_speedup': lambda f: f['train_s'] / f['train_compiled_s']}
+    m |= imagination_measures(model, frames, tok.decode, min_time=min_time / 3)
+    d |= {'K4_over_K64': lambda f: f['K4_fps'] / f['K64_fps'], 'horizon_ratio': lambda f: f['rollout_long_s'] / f['rollout_short_s']}
+    r = interleave(m, rounds, d, progress)
     return {'device': str(device), 'threads': torch.get_num_threads(), 'torch': torch.__version__, 'preset': preset,
             'params': sum(q.numel() for q in model.parameters()), 'latent_shape': list(shape), 'tokens_per_frame': model.L,
-            'matmul_peak_fp32': peak, 'training': {**train, 'utilisation': train['flop_per_s'] / peak},
-            'imagination': {str(k): v for k, v in img.items()}, 'K64_over_K4': img[4]['frames_per_s'] / img[64]['frames_per_s'],
-            'horizon': hor, 'memory': mem,
-            **({'training_compiled': {**comp, 'utilisation': comp['flop_per_s'] / peak}} if comp else {})}
+            'matmul_n': n, 'batch': [B, T], 'flops_per_step': flops, 'compile_seconds': compile_s, 'frames': frames,
+            'figures': r['figures'], 'rounds': r['rounds'], 'memory': bench_memory(model, lengths)}
+
+def _meets(rounds:list, key:str, pct:bool=False)->str:
+    op, x = WORLD_TARGETS[key]
+    ok = sum((v >= x) if op == '≥' else (v <= x) for v in (r[key] for r in rounds))
+    return f"   target {op} {f'{100 * x:g} %' if pct else f'{x:g}'}: met in {ok} of {len(rounds)} rounds"
 
 def format_world_model(r:dict)->str:
-    "The printed report"
-    t, i, h = r['training'], r['imagination'], r['horizon']
-    g = 1e9
+    "The printed report: each figure's median over the rounds [lowest–highest], and how many rounds meet each target"
+    f, R, g, fr = r['figures'], r['rounds'], 1e9, r['frames']
+    B, T = r['batch']; per = lambda key: show_spread(f[key], 1e-3, '.1f', ' ms')
+    row = lambda label, value: f'{label:<38}{value}'
+    pct = lambda key: show_spread(f[key], 0.01, '.1f', ' %') + _meets(R, key, pct=True)
     lines = [f"world model benchmark, preset {r['preset']}: {r['params'] / 1e6:.2f} M parameters, {r['tokens_per_frame']} tokens per frame, "
              f"latents {r['latent_shape']}, on {r['device']} ({r['threads']} threads), torch {r['torch']}",
-             f"matmul peak (fp32)              {r['matmul_peak_fp32'] / g:10.1f} GFLOP/s",
-             f"training, batch {t['batch'][0]}×{t['batch'][1]} frames    {t['seconds_per_step'] * 1e3:10.1f} ms/step   "
-             f"{t['tokens_per_s']:,.0f} tokens/s   {t['frames_per_s']:,.0f} frames/s",
-             f"training FLOP/s (counted)       {t['flop_per_s'] / g:10.1f} GFLOP/s = {100 * t['utilisation']:.1f}% of the matmul peak",
-             *([f"  with torch.compile             {c['seconds_per_step'] * 1e3:10.1f} ms/step = {100 * c['utilisation']:.1f}% of the peak"
-                f"   (compiling took {c['compile_seconds']:.0f} s)"] if (c := r.get('training_compiled')) else []),
-             f"imagination K=64, 1 stream      {i['64']['frames_per_s']:10.1f} frames/s   (decoded: {i['64']['frames_per_s_decoded']:.1f})",
-             f"imagination K=4,  1 stream      {i['4']['frames_per_s']:10.1f} frames/s   (decoded: {i['4']['frames_per_s_decoded']:.1f})",
-             f"K=4 ÷ K=64 speed-up             {r['K64_over_K4']:10.1f}×",
-             f"rollout {h['long']} ÷ {h['short']} frames (KV cache) {h['ratio']:10.2f}   ({h['seconds_long']:.3f} s ÷ {h['seconds_short']:.3f} s; 4.0 = linear)",
-             f"{'frames':>8}{'activations (MB)':>20}{'KV cache (MB)':>16}{'peak GPU (MB)':>16}"]
+             f"{len(R)} interleaved rounds; each figure: median [lowest–highest] over the rounds, ratios taken within a round",
+             row(f"matmul peak (fp32, n={r['matmul_n']})", show_spread(f['peak'], g, '.1f', ' GFLOP/s')),
+             row(f"training step, batch {B}×{T} frames", f"{per('train_s')}   ({r['flops_per_step'] / g:.2f} GFLOP counted per step)"),
+             row("training FLOP/s ÷ matmul peak", pct('utilisation'))]
+    if 'train_compiled_s' in f:
+        lines += [row("  with torch.compile: step", f"{per('train_compiled_s')}   (compiling took {r['compile_seconds']:.0f} s)"),
+                  row("  with torch.compile: ÷ peak", pct('utilisation_compiled')),
+                  row("  compiled ÷ eager speed-up", show_spread(f['compiled_speedup'], 1, '.2f', '×'))]
+    for K in (64, 4):
+        lines.append(row(f"imagination K={K}, 1 stream", show_spread(f[f'K{K}_fps'], 1, '.1f', ' frames/s'))
+                     + (f"   decoded: {show_spread(f[f'K{K}_fps_decoded'], 1, '.1f')}" if f'K{K}_fps_decoded' in f else ''))
+    lines += [row("K=4 ÷ K=64 speed-up", show_spread(f['K4_over_K64'], 1, '.1f', '×') + _meets(R, 'K4_over_K64')),
+              row(f"rollout {4 * fr} ÷ {fr} frames (KV cache)", show_spread(f['horizon_ratio'], 1, '.2f') + _meets(R, 'horizon_ratio') + '   (4.0 = linear)'),
+              f"{'frames':>8}{'activations (MB)':>20}{'KV cache (MB)':>16}{'peak GPU (MB)':>16}"]
     for m in r['memory']:
         lines.append(f"{m['frames']:8d}{m['activation_bytes'] / 2 ** 20:20.1f}{m['kv_cache_bytes'] / 2 ** 20:16.2f}"
                      + (f"{m['peak_gpu_bytes'] / 2 ** 20:16.1f}" if m['peak_gpu_bytes'] is not None else f"{'–':>16}"))
@@ -149,19 +169,130 @@ class WorldModelBenchConfig(Config):
     "Training FLOP/s against the matmul peak, imagination frames/s for K = 64 and 4, rollout time against horizon, memory against clip length"
     preset:str = 'tiny'                       # the model sizes: a dynamics preset (tiny, small, base)
     compile:bool = False                      # also time the training step under torch.compile
-    min_time:Positive = 3.0                   # seconds per measurement
+    rounds:Count = 5                          # interleaved rounds: each times everything once; figures are medians over them
+    min_time:Positive = 3.0                   # seconds per measurement of the training step (imagination: a third of it)
+    frames:Count = 16                         # imagined frames per timed rollout (horizon ratio: 4·frames ÷ frames)
     lengths:list[Count] = (32, 64, 100)       # clip lengths of the memory table
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     json_out:str|None = None                  # also write the results to this JSON file (default: none)
+    quiet:bool = False                        # no progress bar over the rounds
     def check(self):
         if self.preset not in DYNAMICS_PRESETS: raise ValueError(f"--preset must be one of {', '.join(DYNAMICS_PRESETS)}, got {self.preset!r}")
 
 def run_world_model_bench(cfg:WorldModelBenchConfig)->dict:
     "`bench_world_model` for a config; returns (and optionally writes) the figures"
     cfg = resolve(cfg); set_threads(cfg.threads)
-    res = bench_world_model(default_device(cfg.device), cfg.preset, cfg.min_time, tuple(cfg.lengths), cfg.compile)
+    res = bench_world_model(default_device(cfg.device), cfg.preset, cfg.min_time, tuple(cfg.lengths), cfg.compile, cfg.rounds,
+                            cfg.frames, not cfg.quiet)
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
 
 ahri_bench_world_model = command(WorldModelBenchConfig, run_world_model_bench, 'ahri_bench world_model', show=format_world_model)
+
+# %% ../../nbs/37_bench.ipynb #b37a0001
+GiB = 2 ** 30
+
+def fit_length(lengths, act_bytes,       # clip lengths and the activation bytes of one clip of each
+               fixed:float,              # bytes that do not grow with the clip (weights, gradients, optimizer state)
+               batch:int, budget:float   # clips per step, bytes available
+              )->int:                    # the longest clip length that fits (0: not even one frame)
+    "Longest clip T with fixed + batch·act(T) ≤ budget, act(T) a quadratic through the measurements (a line when its curvature is not positive)"
+    L, y = np.asarray(lengths, float), np.asarray(act_bytes, float)
+    c = np.polyfit(L, y, 2) if len(L) >= 3 else np.zeros(3)
+    if len(L) < 3 or c[0] <= 0: c = np.r_[0.0, np.polyfit(L, y, 1)]
+    room = (budget - fixed) / batch
+    if room < np.polyval(c, 1): return 0
+    t = (room - c[2]) / c[1] if c[0] == 0 else (-c[1] + np.sqrt(c[1] ** 2 - 4 * c[0] * (c[2] - room))) / (2 * c[0])
+    t = int(t + 1e-6)                                              # the root, then checked against rounding both ways
+    while np.polyval(c, t + 1) <= room * (1 + 1e-12): t += 1
+    while t > 0 and np.polyval(c, t) > room * (1 + 1e-12): t -= 1
+    return t
+
+def _rss()->int: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024        # Linux reports KiB
+
+def _available(device:torch.device)->int|None:
+    "Bytes this device can still give (CUDA: free memory; CPU: MemAvailable), None if unknown"
+    if device.type == 'cuda': return torch.cuda.mem_get_info(device)[0]
+    try: return next(int(l.split()[1]) * 1024 for l in open('/proc/meminfo') if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration): return None
+
+def preset_memory(preset:str, device:str='cpu', lengths=(16, 32, 64), steps:int=2, budgets=(24, 80), threads:int|None=None)->dict:
+    "One preset's memory figures, measured in this process (`bench_memory_presets` runs each in a fresh one)"
+    set_threads(threads); dev = torch.device(device); rss0 = _rss(); torch.manual_seed(0)
+    p = DYNAMICS_PRESETS[preset]; B, T = p['batch_size'], p['seq_len']
+    tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).eval()
+    shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64)).shape[2:]); del tok
+    model = Dynamics(shape, **p['model'], n_actions=15).to(dev)
+    params = sum(q.numel() for q in model.parameters()); fixed = 16 * params
+    loss_fn, acts = dynamics_loss(model.k_max, bootstrap_frac=0.0), []
+    for L in lengths:
+        b = _batch(1, L, shape, 15, dev)
+        acts.append(activation_bytes(lambda: sum(loss_fn(model, b).values()).backward())); model.zero_grad(set_to_none=True)
+    c = np.polyfit(lengths, acts, min(2, len(lengths) - 1))
+    estimate = fixed + B * float(np.polyval(c, T)); avail = _available(dev)
+    out = {'preset': preset, 'device': str(dev), 'params': params, 'fixed_bytes': fixed, 'lengths': list(lengths), 'activation_bytes': acts,
+           'batch': [B, T], 'estimate_bytes': estimate, 'available_bytes': avail, 'rss_before_bytes': rss0,
+           'longest': {f'{g} GiB': {'batch': fit_length(lengths, acts, fixed, B, g * GiB), 'batch 1': fit_length(lengths, acts, fixed, 1, g * GiB)}
+                       for g in budgets}, 'ran': False}
+    if avail is not None and estimate > avail / 2: return out
+    step, _, _ = training_step(model, B, T, flop_steps=0)
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+    for _ in range(steps): step()
+    return out | {'ran': True, 'steps': steps, 'peak_rss_bytes': _rss(),
+                  'peak_gpu_bytes': torch.cuda.max_memory_allocated(dev) if dev.type == 'cuda' else None}
+
+_CHILD = "import json, sys; from ahri.world.bench import preset_memory; print(json.dumps(preset_memory(*json.loads(sys.argv[1]))))"
+
+def bench_memory_presets(presets=('tiny', 'small', 'base'), device='cpu', lengths=(16, 32, 64), steps:int=2, threads:int|None=None)->list[dict]:
+    "`preset_memory` for each preset, each in a fresh Python process, so each peak is that preset's own"
+    rows = []
+    for p in presets:
+        args = json.dumps([p, str(device), list(lengths), steps, [24, 80], threads])
+        r = subprocess.run([sys.executable, '-c', _CHILD, args], capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"measuring the {p} preset's memory failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return rows
+
+# %% ../../nbs/37_bench.ipynb #b37a0003
+@dataclass(kw_only=True)
+class MemoryBenchConfig(Config):
+    "Memory per dynamics preset: activations per clip length, the longest clip that fits in 24 and 80 GiB (estimated), peak memory of real training steps"
+    preset:list[str] = ('tiny', 'small', 'base') # the dynamics presets to measure, each in a fresh process
+    lengths:list[Count] = (16, 32, 64)        # clip lengths whose activation bytes are measured (batch 1)
+    steps:Count = 2                           # real training steps at the preset's batch (when the estimate says they fit)
+    device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    json_out:str|None = None                  # also write the results to this JSON file (default: none)
+    def check(self):
+        if bad := [p for p in self.preset if p not in DYNAMICS_PRESETS]:
+            raise ValueError(f"--preset must be among {', '.join(DYNAMICS_PRESETS)}, got {', '.join(map(repr, bad))}")
+        if len(self.lengths) < 2: raise ValueError(f"--lengths needs at least two clip lengths to fit, got {list(self.lengths)}")
+
+def run_memory_bench(cfg:MemoryBenchConfig)->dict:
+    "`bench_memory_presets` for a config; returns (and optionally writes) the rows"
+    cfg = resolve(cfg); dev = default_device(cfg.device)
+    res = {'device': str(dev), 'torch': torch.__version__,
+           'rows': bench_memory_presets(tuple(cfg.preset), dev, tuple(cfg.lengths), cfg.steps, cfg.threads)}
+    if cfg.json_out: atomic_write_json(cfg.json_out, res)
+    return res
+
+def format_memory(res:dict)->str:
+    "The rows as a table (MiB; the longest clips are estimates)"
+    mb = lambda x: f'{x / 2 ** 20:,.0f}'
+    L = res['rows'][0]['lengths'] if res['rows'] else []
+    lines = [f"memory per dynamics preset on {res['device']}, MiB (the longest clips: estimates from activations per clip, fitted)",
+             f"{'preset':8}{'params':>9}{'weights+grads+AdamW':>21}" + ''.join(f"{'act@' + str(l):>9}" for l in L)
+             + f"{'batch':>8}{'est. step':>11}{'before':>8}{'peak':>8}   longest clip, 24 GiB | 80 GiB (batch B / batch 1)"]
+    for r in res['rows']:
+        B, T = r['batch']; lg = r['longest']
+        peak = mb(r['peak_gpu_bytes'] if r.get('peak_gpu_bytes') is not None else r['peak_rss_bytes']) if r['ran'] else 'not run'
+        lines.append(f"{r['preset']:8}{r['params'] / 1e6:>8.2f}M{mb(r['fixed_bytes']):>21}" + ''.join(f'{mb(a):>9}' for a in r['activation_bytes'])
+                     + f"{f'{B}×{T}':>8}{mb(r['estimate_bytes']):>11}{mb(r['rss_before_bytes']):>8}{peak:>8}   "
+                     + ' | '.join(f"{v['batch']} / {v['batch 1']}" for v in lg.values()))
+    for r in res['rows']:
+        if not r['ran']: lines.append(f"{r['preset']}: steps not run — the estimated step ({mb(r['estimate_bytes'])} MiB) is over half the "
+                                      f"{mb(r['available_bytes'])} MiB this device had available")
+    return '\n'.join(lines)
+
+ahri_bench_memory = command(MemoryBenchConfig, run_memory_bench, 'ahri_bench memory', show=format_memory)
