@@ -178,18 +178,23 @@ class KeypointDenoiser(nn.Module):
                 t:torch.Tensor,             # (B,) diffusion steps
                 maze:torch.Tensor,          # (B, 2, H, W) from `maze_channels`
                 start:torch.Tensor, goal:torch.Tensor, # (B, 2) unit coordinates
-                geo:bool=False              # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
+                geo:bool=False,             # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
+                enc:tuple|None=None         # `encode_maze(maze, start, goal)`, computed once and reused across DDIM steps
                )->torch.Tensor:             # (B, K, 2) ε̂ or x̂0
         head = torch.stack([self.t_mlp(timestep_embedding(t, self.dim)), self.endpoint(start), self.endpoint(goal)], 1) + self.kind
-        fmap = self.maze.features(maze, start, goal)
+        fmap, mtok = enc if enc is not None else self.encode_maze(maze, start, goal)
         K = x.shape[1]
         kp = self.inp(x) + (self.index(K, x) if self.general else self.idx)
         if self.general: kp = kp + self.kpos(fourier_position(from_unit(x, maze.shape[-2:])))
         if self.local is not None: kp = kp + self.local(local_features(fmap, x))
-        h = torch.cat([head, self.maze.tokens(fmap), kp], 1)
+        h = torch.cat([head, mtok, kp], 1)
         for blk in self.blocks: h = blk(h)
         out = self.out(self.norm(h[:, -K:]))
         return (out, self.maze.geodesic(fmap)) if geo else out
+
+    def encode_maze(self, maze:torch.Tensor, start:torch.Tensor, goal:torch.Tensor)->tuple: # (feature map, maze tokens)
+        "What the model reads from the maze and endpoints alone: the same at every DDIM step of one plan"
+        fmap = self.maze.features(maze, start, goal); return fmap, self.maze.tokens(fmap)
 
     def index(self, K:int, x:torch.Tensor)->torch.Tensor: # (K, dim)
         "The embedding of keypoint i of K: its index and its share i/(K-1) of the path, so any K means something"
@@ -240,8 +245,9 @@ def sample_keypoints(model:KeypointDenoiser, sched:DDPMSchedule,
     k = k or model.k
     if k != model.k and not model.general: raise ValueError(f"this keypoint model samples exactly {model.k} points, not {k} (train a general planner for other horizons)")
     noise = torch.randn((B, k, 2), generator=generator, device=dev)
+    enc = model.encode_maze(maze, start, goal)               # the maze CNN runs once per plan, not once per step
     def f(x, t, **c):
-        out = model(fix_endpoints(x, start, goal), t, maze, start, goal)
+        out = model(fix_endpoints(x, start, goal), t, maze, start, goal, enc=enc)
         if trace is None and guide is None: return out
         x0 = fix_endpoints(to_x0_eps(sched, x, out, t, pred)[0].clamp(-1, 1), start, goal)
         if guide is not None:
