@@ -4,8 +4,9 @@
 
 # %% ../nbs/03_learner.ipynb #c12c1f83
 from __future__ import annotations
-import os, gc, copy, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
+import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
 from contextlib import nullcontext
+from pathlib import Path
 import numpy as np, torch
 import torch.distributed as dist
 from torch import nn
@@ -16,9 +17,11 @@ from fastprogress.fastprogress import progress_bar
 from .core import default_device, seed_everything, Interrupted
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'TrainConfig', 'lr_factor', 'world', 'init_distributed', 'all_gather_objects', 'close_distributed',
-           'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA',
-           'CancelStepException', 'CancelFitException', 'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device']
+__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'lr_factor', 'world',
+           'init_distributed', 'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches',
+           'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException',
+           'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
+           'compile_pays']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -34,6 +37,7 @@ class TrainConfig:
     clip:float|None = 1.0      # gradient-norm clipping (None: off)
     ema_decay:float|None = None # EMA of the weights (None: off)
     amp:bool = True            # bf16 autocast (CUDA only; CPU runs stay fp32)
+    compile:str = 'off'        # torch.compile the model's forward: 'off', 'on', or 'auto' (long runs, where measured faster here)
     log_every:int = 10         # steps between metric records
     ckpt_every:int|None = None # steps between checkpoints (None: only at the end and on SIGTERM)
     keep:int = 2               # checkpoints kept (the newest)
@@ -224,6 +228,7 @@ class Learner:
         self.cbs = [ProgressCB()] * (progress and self.rank == 0) + [MetricsCB()] + list(cbs)
         for cb in self.cbs: cb.learn = self
         self.step, self.stop_requested, self.stopping, self.stopped_by, self.history = 0, 0, 0, 0, []
+        self.compiled = None                 # compiled or eager: decided when `fit` starts, kept in the state so a resumed run keeps it
         self._loss_step = 'step' in inspect.signature(loss_fn).parameters
 
     def __call__(self, stage:str):
@@ -297,7 +302,7 @@ def _one_step(self:Learner):
     self.batch = to_device(_next_batch(self), self.device)
     self('before_step')
     amp = torch.autocast('cuda', dtype=torch.bfloat16) if cfg.amp and self.device.type == 'cuda' else nullcontext()
-    with amp: out = self.loss_fn(self.model, self.batch, **({'step': self.step} if self._loss_step else {}))
+    with amp: out = self.loss_fn(getattr(self, 'fwd', self.model), self.batch, **({'step': self.step} if self._loss_step else {}))
     self.losses = out if isinstance(out, dict) else {'loss': out}
     self.loss = sum(self.losses.values())
     self('after_loss')
@@ -307,6 +312,90 @@ def _one_step(self:Learner):
     self.opt.step(); self.opt.zero_grad(set_to_none=True)
     if self.ema is not None: self.ema.update(self.model)
 Learner.one_step = _one_step
+
+# %% ../nbs/03_learner.ipynb #c03a0001
+COMPILE_MIN_STEPS = 1000   # 'auto' never compiles a shorter run
+COMPILE_MIN_SECONDS = 120  # ... nor a run whose eager steps would take less than this (it cannot repay compiling)
+COMPILE_GAIN = 1.1         # 'auto' compiles where the compiled step is at least this many times faster
+
+def _cache_path()->Path:
+    return Path(os.environ.get('AHRI_CACHE') or Path.home() / '.cache' / 'ahri') / 'compile.json'
+
+def _machine(device)->str:
+    "The device's name: the GPU's, or the CPU's model and the thread count"
+    dev = torch.device(device)
+    if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
+    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): cpu = dev.type
+    return f'{cpu} ×{torch.get_num_threads()}'
+
+def compile_key(model:nn.Module, batch, device)->str:
+    "What a compile measurement depends on: machine, torch, device type, model class and size, batch shapes"
+    shapes = [tuple(t.shape) for t in (batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else [batch])
+              if torch.is_tensor(t)]
+    return '|'.join(map(str, (_machine(device), torch.__version__, torch.device(device).type, type(unwrap(model)).__name__,
+                              sum(p.numel() for p in model.parameters()), shapes)))
+
+def measure_compile(model:nn.Module, loss_fn, batch, device, steps:int=3, amp:bool=True,
+                    compiled:bool=True       # False: time the eager step only (cheap: no compilation)
+                   )->dict:                  # {'eager_s'} (+ 'compiled_s', 'compile_s'): seconds per step, seconds compiling
+    "Seconds per step of a copy of `model`, eager and compiled; every random generator is put back afterwards"
+    dev, rng = torch.device(device), rng_state()
+    ctx = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if amp and dev.type == 'cuda' else nullcontext
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    kw = {'step': 0} if 'step' in inspect.signature(loss_fn).parameters else {}
+    try:
+        m = copy.deepcopy(unwrap(model)).train(); opt = torch.optim.AdamW(m.parameters(), 1e-6)
+        def step(net):
+            with ctx(): out = loss_fn(net, batch, **kw)
+            (sum(out.values()) if isinstance(out, dict) else out).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        def per_step(net, n):
+            sync(); t = time.perf_counter()
+            for _ in range(n): step(net)
+            sync(); return (time.perf_counter() - t) / n
+        step(m); out = {'eager_s': per_step(m, steps)}
+        if not compiled: return out
+        net = torch.compile(m); t0 = time.perf_counter()
+        for _ in range(3): step(net)                             # compile (a second shape may recompile once)
+        return out | {'compile_s': time.perf_counter() - t0, 'compiled_s': per_step(net, steps)}
+    finally: set_rng_state(rng)
+
+def compile_pays(model:nn.Module, loss_fn, batch, device, amp:bool=True,
+                 steps:int=COMPILE_MIN_STEPS  # steps the run has left
+                )->bool:
+    """Whether compiling pays for a run of `steps` more steps here: its eager steps must take `COMPILE_MIN_SECONDS`
+    and the compiled step must be `COMPILE_GAIN` faster. Each figure is measured once per key and cached, so the
+    answer for a given run length is the same every time it is asked"""
+    key, path = compile_key(model, batch, device), _cache_path()
+    try: cache = json.loads(path.read_text())
+    except (OSError, ValueError): cache = {}
+    c, before = dict(cache.get(key, {})), cache.get(key)
+    try:
+        if 'eager_s' not in c: c |= measure_compile(model, loss_fn, batch, device, amp=amp, compiled=False)
+        if steps * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c:
+            c |= measure_compile(model, loss_fn, batch, device, amp=amp)
+    except Exception as e: c['error'] = f'{type(e).__name__}: {e}'[:300]           # compiling failed here: stay eager
+    if c != before:
+        cache[key] = c; path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}'); tmp.write_text(json.dumps(cache, indent=1)); os.replace(tmp, path)
+    return 'error' not in c and steps * c['eager_s'] >= COMPILE_MIN_SECONDS and c['eager_s'] >= COMPILE_GAIN * c['compiled_s']
+
+def _use_compile(self:Learner)->bool:
+    "This run's mode, when it starts: `cfg.compile`, with 'auto' decided by `COMPILE_MIN_STEPS` and `compile_pays`"
+    mode = self.cfg.compile
+    if mode not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
+    if mode == 'off' or self.world > 1: return False
+    if mode == 'on': return True
+    if self.cfg.steps < COMPILE_MIN_STEPS: return False
+    if hasattr(self.data, 'state_dict'): b = _peek(self.data)
+    elif iter(self.data) is not self.data: b = next(iter(self.data))    # a fresh iterator over a dataset or loader
+    else: return False                                                   # a bare iterator: a batch taken to measure would be lost
+    return compile_pays(self.model, self.loss_fn, to_device(b, self.device), self.device, self.cfg.amp, self.cfg.steps - self.step)
+
+def _peek(data):
+    "The next batch of a resumable data stream, without moving it"
+    sd = copy.deepcopy(data.state_dict()); b = next(iter(data)); data.load_state_dict(sd); return b
+Learner.use_compile = _use_compile
 
 # %% ../nbs/03_learner.ipynb #97e605cb
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -330,7 +419,9 @@ def _fit(self:Learner):
     old = {s: signal.signal(s, self.request_stop) for s in STOP_SIGNALS} if main else {}
     try:
         self.stop_requested, self.stopping, self.stopped_by = 0, 0, 0
-        self.model.train(); self('before_fit')
+        self.model.train(); self('before_fit')                          # (a resumed run's state, with its mode, is loaded here)
+        if self.compiled is None: self.compiled = self.use_compile()
+        self.fwd = torch.compile(self.model) if self.compiled else self.model
         while self.step < self.cfg.steps:
             try: self.one_step()
             except CancelStepException: pass
@@ -361,7 +452,7 @@ def _state(self:Learner)->dict:
                     'ema': self.ema.state_dict(self.model, base=model_sd) if self.ema is not None else None,
                     'ema_n': self.ema.n_averaged if self.ema is not None else 0,
                     'opt': get_optimizer_state_dict(self.model, self.opt, options=_FULL),
-                    'per_rank': all_gather_objects({'rng': rng_state(), 'data': data})})
+                    'per_rank': all_gather_objects({'rng': rng_state(), 'data': data}), 'compiled': bool(self.compiled)})
 
 def _load_state(self:Learner, st:dict, where:str='the saved state'):
     "Resume from what `state()` returned (after `setup`)"
@@ -375,6 +466,7 @@ def _load_state(self:Learner, st:dict, where:str='the saved state'):
         if mine['data'] is not None and hasattr(self.data, 'load_state_dict'): self.data.load_state_dict(mine['data'])
     else: warnings.warn(f"{where} was saved by {st['world']} processes, this run has {self.world}: RNG and data positions start afresh")
     self.step = st['step']
+    self.compiled = st.get('compiled', False)               # a run saved before compiling existed ran eager
 
 Learner.state, Learner.load_state = _state, _load_state
 

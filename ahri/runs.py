@@ -49,7 +49,7 @@ def save_checkpoint(learn:Learner, run_dir:str|Path, info:dict|None=None)->Path|
     with atomic_dir(path) as tmp:
         save_file(st['model'], tmp / 'model.safetensors')
         if st['ema'] is not None: save_file(st['ema'], tmp / 'ema.safetensors')
-        torch.save({k: st[k] for k in ('step', 'opt', 'per_rank', 'world', 'ema_n')}, tmp / 'state.pt')
+        torch.save({k: st[k] for k in ('step', 'opt', 'per_rank', 'world', 'ema_n', 'compiled')}, tmp / 'state.pt')
         atomic_write_json(tmp / 'config.json', {
             'model': model_spec(*learn.built_from), 'train': learn.cfg.to_dict(), 'step': st['step'], 'run': info or {},
             'files': {f.name: f.stat().st_size for f in tmp.iterdir()},
@@ -139,7 +139,7 @@ def open_checkpoint(ckpt:str|Path,          # a checkpoint folder, or a run fold
     return Opened(m.to(dev).eval(), ck['path'], cfg['step'], run, 'ema' if use_ema else 'raw', state_fingerprint(sd), dev)
 
 # %% ../nbs/05_runs.ipynb #250143f7
-_NOT_RESULTS = ('steps', 'log_every', 'ckpt_every', 'keep')     # TrainConfig fields a resumed run may change
+_NOT_RESULTS = ('steps', 'log_every', 'ckpt_every', 'keep', 'compile')   # TrainConfig fields a resumed run may change (its compile mode: from its state)
 
 def check_train_config(saved:dict, cfg:TrainConfig, path)->None:
     "Refuse to resume a checkpoint trained with other training settings"
@@ -330,7 +330,7 @@ def find_path(rec:dict, base:str|Path)->Path:
 @dataclass(kw_only=True)
 class RunConfig(Config):
     "The fields of every command that trains into a run folder"
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet')
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet', 'compile')
     extendable:ClassVar = ('steps',)
     out:str                                   # run folder (rerun the same command to resume, with more steps to extend)
     seed:int = 0                              # seed of the model and the data stream
@@ -339,6 +339,7 @@ class RunConfig(Config):
     strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    compile:Literal['off', 'on', 'auto'] = 'off' # torch.compile the training step (on a CPU with > 1 thread not bit-exact from run to run); auto: long runs where measured faster here
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,
@@ -347,7 +348,7 @@ class RunConfig(Config):
         "The Learner's settings for a training of `steps` steps with this run's seed, strategy and cadences"
         if first is not None: warmup = min(warmup, first // 2)   # an extended run keeps the warmup it started with
         return TrainConfig(steps=steps, lr=lr, warmup=warmup, ema_decay=ema or None, log_every=self.log_every,
-                           ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy)
+                           ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy, compile=self.compile)
 
 # %% ../nbs/05_runs.ipynb #e6fe4f67
 @dataclass
