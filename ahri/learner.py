@@ -384,7 +384,10 @@ def _use_compile(self:Learner)->bool:
     "This run's mode, when it starts: `cfg.compile`, with 'auto' decided by `COMPILE_MIN_STEPS` and `compile_pays`"
     mode = self.cfg.compile
     if mode not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
-    if mode == 'off' or self.world > 1: return False
+    if mode == 'off': return False
+    if self.world > 1:                                     # DDP/FSDP2 with a compiled forward: not tried yet
+        if mode == 'on': warnings.warn(f"compile='on' is not used with {self.world} processes yet: this run trains eager")
+        return False
     if mode == 'on': return True
     if self.cfg.steps < COMPILE_MIN_STEPS: return False
     if hasattr(self.data, 'state_dict'): b = _peek(self.data)
