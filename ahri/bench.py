@@ -14,7 +14,8 @@ from .config import Config, Count, Positive, Device, resolve, command
 
 # %% auto #0
 __all__ = ['WIDE', 'ahri_bench_matmul', 'BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'spread',
-           'interleave', 'show_spread', 'MatmulBenchConfig', 'bench_matmul', 'format_matmul', 'ahri_bench']
+           'interleave', 'rounds_meeting', 'show_spread', 'MatmulBenchConfig', 'bench_matmul', 'format_matmul',
+           'ahri_bench']
 
 # %% ../nbs/09_bench.ipynb #da62f356
 def sync(device:torch.device)->None:
@@ -88,6 +89,14 @@ def interleave(measures:dict,             # name → no-argument callable return
         for k, d in (derived or {}).items(): f[k] = d(f)
         out.append(f)
     return {'rounds': out, 'figures': {k: spread([r[k] for r in out]) for k in out[0]}}
+
+def rounds_meeting(rounds:list, key:str, # `interleave`'s rounds, and the figure to check
+                   op:str, x:float        # the target: '≥' or '≤', and its value
+                  )->str:                 # 'met in k of n rounds'
+    "How many rounds' values of a figure meet a target"
+    if op not in ('≥', '≤'): raise ValueError(f"a target's comparison must be '≥' or '≤', got {op!r}")
+    ok = sum((r[key] >= x) if op == '≥' else (r[key] <= x) for r in rounds)
+    return f"met in {ok} of {len(rounds)} rounds"
 
 def show_spread(s:dict,                   # a `spread`
                 scale:float=1.0,          # divide by this (1e9: GFLOP/s)

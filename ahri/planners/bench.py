@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn, interleave, show_spread, WIDE
+from ..bench import time_fn, interleave, show_spread, rounds_meeting, WIDE
 from ..ddpm import DDPMSchedule
 from .keypoints import KeypointDenoiser
 from .interp import TrajDenoiser
@@ -98,10 +98,6 @@ def run_planner_bench(cfg:PlannerBenchConfig)->dict:
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
 
-def _rounds_meeting(row:dict, f:str, op:str, x:float)->str:
-    ok = sum((v[f] <= x) if op == '≤' else (v[f] >= x) for v in row['rounds'])
-    return f"{ok} of {len(row['rounds'])} rounds"
-
 def format_planner(res:dict)->str:
     "The rows as a table (medians over the rounds, [lowest–highest] for ours and the speed-up) and the targets"
     rows, device = res['rows'], res['device']; n = len(rows[0]['rounds']) if rows else 0
@@ -118,7 +114,7 @@ def format_planner(res:dict)->str:
     for (maze, B), t in PLANNER_TARGETS.items():
         for r in rows:
             if (r['maze'], r['batch']) != (maze, B): continue
-            lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{f.replace('_ms', ' ms').replace('ours', 'plan')} {op} {x:g}: met in {_rounds_meeting(r, f, op, x)}"
+            lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{f.replace('_ms', ' ms').replace('ours', 'plan')} {op} {x:g}: {rounds_meeting(r['rounds'], f, op, x)}"
                                                                    for f, (op, x) in t.items()))
     if wide: lines.append(f"⚠ spread wider than {WIDE:.0%}, too wide to conclude: " + ', '.join(wide))
     return '\n'.join(lines)

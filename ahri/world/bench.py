@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, BENCHMARKS
+from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting
 from .dynamics import Dynamics, dynamics_loss, KVCache
 from .rollout import imagine
 from .train_dynamics import DYNAMICS_PRESETS
@@ -21,12 +21,18 @@ from .conv_tokenizer import ConvAE
 from .train_tokenizer import TOKENIZER_PRESETS
 
 # %% auto #0
-__all__ = ['WORLD_TARGETS', 'ahri_bench_world_model', 'GiB', 'ahri_bench_memory', 'training_step', 'imagination_measures',
-           'activation_bytes', 'bench_memory', 'bench_world_model', 'format_world_model', 'WorldModelBenchConfig',
-           'run_world_model_bench', 'fit_length', 'preset_memory', 'bench_memory_presets', 'MemoryBenchConfig',
-           'run_memory_bench', 'format_memory']
+__all__ = ['WORLD_TARGETS', 'ahri_bench_world_model', 'GiB', 'ahri_bench_memory', 'preset_models', 'training_step',
+           'imagination_measures', 'activation_bytes', 'bench_memory', 'bench_world_model', 'format_world_model',
+           'WorldModelBenchConfig', 'run_world_model_bench', 'activation_curve', 'fit_length', 'preset_memory',
+           'bench_memory_presets', 'MemoryBenchConfig', 'run_memory_bench', 'format_memory']
 
 # %% ../../nbs/37_bench.ipynb #8454bfcf
+def preset_models(preset:str, device)->tuple: # (tokenizer, dynamics model), freshly initialised
+    "A dynamics preset's model at its size, on the latents of the CNN tokenizer preset of the same name (timings and memory do not depend on weights)"
+    tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).to(device).eval()
+    shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64, device=device)).shape[2:])
+    return tok, Dynamics(shape, **DYNAMICS_PRESETS[preset]['model'], n_actions=15).to(device)
+
 def _batch(B:int, T:int, latent_shape, n_actions:int, device)->dict:
     return {'latents': torch.randn(B, T, *latent_shape, device=device), 'actions': torch.randint(0, n_actions, (B, T), device=device)}
 
@@ -110,9 +116,7 @@ def bench_world_model(device, preset:str='tiny',
     p = DYNAMICS_PRESETS[preset]
     torch.manual_seed(0)
     scan = matmul_peak(device, dtypes=['fp32'], min_time=min(min_time, 0.5))['fp32']['by_size']; n = max(scan, key=scan.get)
-    tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).to(device).eval()
-    shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64, device=device)).shape[2:])
-    model = Dynamics(shape, **p['model'], n_actions=15).to(device)
+    tok, model = preset_models(preset, device); shape = model.latent_shape
     B, T = p['batch_size'], p['seq_len']
     step, flops, _ = training_step(model, B, T)
     m = {'peak': lambda: matmul_flops_per_s(n, device=device, min_time=min(min_time, 1.0)),
@@ -133,8 +137,7 @@ def bench_world_model(device, preset:str='tiny',
 
 def _meets(rounds:list, key:str, pct:bool=False)->str:
     op, x = WORLD_TARGETS[key]
-    ok = sum((v >= x) if op == '≥' else (v <= x) for v in (r[key] for r in rounds))
-    return f"   target {op} {f'{100 * x:g} %' if pct else f'{x:g}'}: met in {ok} of {len(rounds)} rounds"
+    return f"   target {op} {f'{100 * x:g} %' if pct else f'{x:g}'}: {rounds_meeting(rounds, key, op, x)}"
 
 def format_world_model(r:dict)->str:
     "The printed report: each figure's median over the rounds [lowest–highest], and how many rounds meet each target"
@@ -193,14 +196,18 @@ ahri_bench_world_model = command(WorldModelBenchConfig, run_world_model_bench, '
 # %% ../../nbs/37_bench.ipynb #b37a0001
 GiB = 2 ** 30
 
+def activation_curve(lengths, act_bytes)->np.ndarray: # [a, b, c]: act(T) = a·T² + b·T + c
+    "The activation bytes of one clip against its length: a quadratic through the measurements, a line when its curvature is not positive"
+    L, y = np.asarray(lengths, float), np.asarray(act_bytes, float)
+    c = np.polyfit(L, y, 2) if len(L) >= 3 else np.zeros(3)
+    return c if len(L) >= 3 and c[0] > 0 else np.r_[0.0, np.polyfit(L, y, 1)]
+
 def fit_length(lengths, act_bytes,       # clip lengths and the activation bytes of one clip of each
                fixed:float,              # bytes that do not grow with the clip (weights, gradients, optimizer state)
                batch:int, budget:float   # clips per step, bytes available
               )->int:                    # the longest clip length that fits (0: not even one frame)
-    "Longest clip T with fixed + batch·act(T) ≤ budget, act(T) a quadratic through the measurements (a line when its curvature is not positive)"
-    L, y = np.asarray(lengths, float), np.asarray(act_bytes, float)
-    c = np.polyfit(L, y, 2) if len(L) >= 3 else np.zeros(3)
-    if len(L) < 3 or c[0] <= 0: c = np.r_[0.0, np.polyfit(L, y, 1)]
+    "Longest clip T with fixed + batch·act(T) ≤ budget, act(T) the `activation_curve` of the measurements"
+    c = activation_curve(lengths, act_bytes)
     room = (budget - fixed) / batch
     if room < np.polyval(c, 1): return 0
     t = (room - c[2]) / c[1] if c[0] == 0 else (-c[1] + np.sqrt(c[1] ** 2 - 4 * c[0] * (c[2] - room))) / (2 * c[0])
@@ -221,16 +228,10 @@ def preset_memory(preset:str, device:str='cpu', lengths=(16, 32, 64), steps:int=
     "One preset's memory figures, measured in this process (`bench_memory_presets` runs each in a fresh one)"
     set_threads(threads); dev = torch.device(device); rss0 = _rss(); torch.manual_seed(0)
     p = DYNAMICS_PRESETS[preset]; B, T = p['batch_size'], p['seq_len']
-    tok = ConvAE(**TOKENIZER_PRESETS[preset]['cnn']['model']).eval()
-    shape = tuple(tok.encode(torch.zeros(1, 1, 3, 64, 64)).shape[2:]); del tok
-    model = Dynamics(shape, **p['model'], n_actions=15).to(dev)
+    tok, model = preset_models(preset, dev); del tok
     params = sum(q.numel() for q in model.parameters()); fixed = 16 * params
-    loss_fn, acts = dynamics_loss(model.k_max, bootstrap_frac=0.0), []
-    for L in lengths:
-        b = _batch(1, L, shape, 15, dev)
-        acts.append(activation_bytes(lambda: sum(loss_fn(model, b).values()).backward())); model.zero_grad(set_to_none=True)
-    c = np.polyfit(lengths, acts, min(2, len(lengths) - 1))
-    estimate = fixed + B * float(np.polyval(c, T)); avail = _available(dev)
+    acts = [m['activation_bytes'] for m in bench_memory(model, lengths)]
+    estimate = fixed + B * float(np.polyval(activation_curve(lengths, acts), T)); avail = _available(dev)
     out = {'preset': preset, 'device': str(dev), 'params': params, 'fixed_bytes': fixed, 'lengths': list(lengths), 'activation_bytes': acts,
            'batch': [B, T], 'estimate_bytes': estimate, 'available_bytes': avail, 'rss_before_bytes': rss0,
            'longest': {f'{g} GiB': {'batch': fit_length(lengths, acts, fixed, B, g * GiB), 'batch 1': fit_length(lengths, acts, fixed, 1, g * GiB)}
