@@ -9,13 +9,15 @@ from fastprogress.fastprogress import progress_bar
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .core import default_device, set_threads, atomic_write_json, import_obj
-from .config import Config, Count, Positive, Device, resolve, command
+from .core import default_device, set_threads, atomic_write_json, import_obj, Interrupted
+from .config import Config, Count, Positive, Device, resolve, command, config_fields, log
+from .layers import ATTENTION_BACKENDS, attention_cases, explicit_attention, rule_mask, frame_layout, encoder_rule
 
 # %% auto #0
-__all__ = ['WIDE', 'ahri_bench_matmul', 'BENCHMARKS', 'sync', 'time_fn', 'matmul_flops_per_s', 'matmul_peak', 'spread',
-           'interleave', 'rounds_meeting', 'show_spread', 'MatmulBenchConfig', 'bench_matmul', 'format_matmul',
-           'ahri_bench']
+__all__ = ['WIDE', 'ahri_bench_matmul', 'ahri_bench_attention', 'BENCHMARKS', 'ahri_bench_all', 'sync', 'time_fn',
+           'matmul_flops_per_s', 'matmul_peak', 'spread', 'interleave', 'rounds_meeting', 'show_spread',
+           'MatmulBenchConfig', 'bench_matmul', 'format_matmul', 'bench_attention', 'format_attention',
+           'AttentionBenchConfig', 'run_attention_bench', 'ahri_bench', 'AllBenchConfig', 'bench_all', 'format_all']
 
 # %% ../nbs/09_bench.ipynb #da62f356
 def sync(device:torch.device)->None:
@@ -137,13 +139,87 @@ def format_matmul(res:dict)->str:
 
 ahri_bench_matmul = command(MatmulBenchConfig, bench_matmul, 'ahri_bench matmul', show=format_matmul)
 
+# %% ../nbs/09_bench.ipynb #a77e0002
+def bench_attention(device, frames=(4, 16, 32), # clip lengths, in frames, of the timed encoder masks
+                    patches:int=64, latents:int=16, # tokens per frame (the small tokenizer: 64 patches, 16 latents)
+                    heads:int=8, head_dim:int=64, batch:int=4,
+                    forward_only:bool=False,  # time the forward pass only (always so on a CPU)
+                    rounds:int=3, min_time:float=0.5, progress:bool=False)->dict:
+    "Each attention backend's error on every mask kind on `device`, and its time on the encoder mask per clip length, in interleaved rounds"
+    dev = torch.device(device); dt = torch.bfloat16 if dev.type == 'cuda' else torch.float32
+    bwd = not forward_only and dev.type != 'cpu'
+    errors = {}
+    with torch.no_grad():
+        for name, (q, k, v, mask, cap) in attention_cases(dev, dt).items():
+            ref = explicit_attention(q.float(), k.float(), v.float(), mask, cap)[0]
+            errors[name] = {b: float((fn(q, k, v, mask, cap).float() - ref).abs().max() / ref.abs().max()) for b, fn in ATTENTION_BACKENDS.items()}
+    measures, derived, rows = {}, {}, []
+    for T in frames:
+        f, kind = frame_layout(T, [patches, latents]); mask = rule_mask(f, kind, encoder_rule).to(dev)
+        q, k, v = (torch.randn(batch, heads, len(f), head_dim, device=dev, dtype=dt, requires_grad=bwd) for _ in range(3))
+        def call(fn, q=q, k=k, v=v, mask=mask):
+            if bwd: return lambda: torch.autograd.grad(fn(q, k, v, mask, None).float().sum(), (q, k, v))
+            return lambda: fn(q, k, v, mask, None)
+        for b, fn in ATTENTION_BACKENDS.items():
+            measures[f'{T}:{b}'] = (lambda g: lambda: 1e3 * time_fn(g, dev, warmup=2, min_time=min_time))(call(fn))
+        derived[f'{T}:speedup'] = lambda r, T=T: r[f'{T}:sdpa'] / r[f'{T}:flex']
+        rows.append({'frames': T, 'tokens': len(f), 'density': float(mask.float().mean())})
+    with torch.set_grad_enabled(bwd): r = interleave(measures, rounds, derived, progress)
+    return {'device': str(dev), 'dtype': str(dt).removeprefix('torch.'), 'backward': bwd, 'torch': torch.__version__,
+            'threads': torch.get_num_threads(), 'shape': {'batch': batch, 'heads': heads, 'head_dim': head_dim, 'patches': patches, 'latents': latents},
+            'errors': errors, 'rows': rows, 'figures': r['figures'], 'rounds': r['rounds']}
+
+def format_attention(r:dict)->str:
+    "The printed report: errors per mask kind and backend, then ms per call and flex's speed-up per clip length"
+    s, f, bk = r['shape'], r['figures'], list(next(iter(r['errors'].values())))
+    lines = [f"attention backends on {r['device']} ({r['dtype']}, torch {r['torch']}): max |backend − written out| ÷ max |written out|",
+             f"{'mask':36s}" + ''.join(f'{b:>10s}' for b in bk)]
+    lines += [f'{name:36s}' + ''.join(f'{e[b]:10.1e}' for b in bk) for name, e in r['errors'].items()]
+    lines += [f"encoder mask ({s['patches']} patches + {s['latents']} latents per frame), batch {s['batch']} × {s['heads']} heads × {s['head_dim']}, "
+              f"{'forward + backward' if r['backward'] else 'forward only'}, ms per call; {len(r['rounds'])} interleaved rounds, median [lowest–highest]",
+              f"{'frames':>6s}{'tokens':>8s}{'density':>9s}   " + ''.join(f'{b:<26s}' for b in bk) + 'flex speed-up']
+    for row in r['rows']:
+        T = row['frames']
+        lines.append(f"{T:6d}{row['tokens']:8d}{row['density']:9.1%}   " + ''.join(f"{show_spread(f[f'{T}:{b}'], 1, '.2f', '', warn=False):<26s}" for b in bk)
+                     + show_spread(f[f'{T}:speedup'], 1, '.2f', '×'))
+    return '\n'.join(lines)
+
+@dataclass(kw_only=True)
+class AttentionBenchConfig(Config):
+    "Dense SDPA against flex-attention block masks: errors on every mask kind, time on the tokenizer's encoder mask per clip length"
+    frames:list[Count] = (4, 16, 32)   # clip lengths, in frames, of the timed encoder masks
+    patches:Count = 64                 # patch tokens per frame
+    latents:Count = 16                 # latent tokens per frame
+    heads:Count = 8                    # attention heads
+    head_dim:Count = 64                # channels per head
+    batch:Count = 4                    # clips per call
+    forward_only:bool = False          # time the forward pass only (always so on a CPU, where flex attention has no backward)
+    rounds:Count = 3                   # interleaved rounds: each times everything once; figures are medians over them
+    min_time:Positive = 0.5            # seconds per measurement
+    device:Device|None = None          # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    threads:Count|None = None          # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    json_out:str|None = None           # also write the results to this JSON file (default: none)
+    quiet:bool = False                 # no progress bar over the rounds
+
+def run_attention_bench(cfg:AttentionBenchConfig)->dict:
+    "`bench_attention` for a config; returns (and optionally writes) the figures"
+    cfg = resolve(cfg); set_threads(cfg.threads)
+    res = bench_attention(default_device(cfg.device), tuple(cfg.frames), cfg.patches, cfg.latents, cfg.heads, cfg.head_dim, cfg.batch,
+                          cfg.forward_only, cfg.rounds, cfg.min_time, not cfg.quiet)
+    if cfg.json_out: atomic_write_json(cfg.json_out, res)
+    return res
+
+ahri_bench_attention = command(AttentionBenchConfig, run_attention_bench, 'ahri_bench attention', show=format_attention)
+
 # %% ../nbs/09_bench.ipynb #4e5a0c11
 BENCHMARKS = {  # name: (the command, by its dotted name, imported only when asked for; what it measures)
     'matmul': ('ahri.bench.ahri_bench_matmul', "this machine's dense matmul peak per dtype"),
+    'attention': ('ahri.bench.ahri_bench_attention', 'dense SDPA against flex-attention block masks: errors per mask kind, ms per clip length'),
     'world_model': ('ahri.world.bench.ahri_bench_world_model', 'world-model training utilisation, imagination speed, horizon scaling, memory'),
     'memory': ('ahri.world.bench.ahri_bench_memory', 'memory per dynamics preset: activations per clip length, the longest clip in 24 / 80 GiB, peak of real steps'),
     'planner': ('ahri.planners.bench.ahri_bench_planner', 'plan latency of the two-stage planner against the full-sequence baseline'),
-    'pixelmaze': ('ahri.decisions.evaluate.ahri_bench_pixelmaze', 'ms and world-model passes per PixelMaze planning decision, guided planning against CEM/MPPI')}
+    'pixelmaze': ('ahri.decisions.evaluate.ahri_bench_pixelmaze', 'ms and world-model passes per PixelMaze planning decision, guided planning against CEM/MPPI'),
+    'all': ('ahri.bench.ahri_bench_all', 'every benchmark that needs no input files, one after the other on one device')}
 
 def ahri_bench(argv:list|None=None):
     "ahri_bench BENCHMARK [flags]: print a benchmark's figures for this machine (ratios only mean something within one run)"
@@ -155,3 +231,47 @@ def ahri_bench(argv:list|None=None):
     if argv[0] not in BENCHMARKS:
         print(f"ahri_bench: unknown benchmark {argv[0]!r}; available: {', '.join(BENCHMARKS)}", file=sys.stderr); sys.exit(2)
     import_obj(BENCHMARKS[argv[0]][0])(argv[1:])
+
+# %% ../nbs/09_bench.ipynb #a77e0005
+@dataclass(kw_only=True)
+class AllBenchConfig(Config):
+    "Every benchmark that needs no input files, one after the other on one device, each printed as it finishes"
+    device:Device|None = None          # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
+    rounds:Count|None = None           # interleaved rounds, for the benchmarks that take them (default: each one's own)
+    skip:list[str]|None = None         # benchmarks to leave out (default: none)
+    out:str|None = None                # a folder for each benchmark's JSON, as NAME.json (default: none written)
+    threads:Count|None = None          # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    quiet:bool = False                 # no progress bars
+    def check(self):
+        if bad := [n for n in self.skip or () if n not in BENCHMARKS or n == 'all']:
+            raise ValueError(f"--skip: unknown benchmark {bad[0]!r}; available: {', '.join(n for n in BENCHMARKS if n != 'all')}")
+
+def bench_all(cfg:AllBenchConfig)->dict:
+    "Run each benchmark with the shared flags; logs each report as it finishes; returns {name: result, or 'skipped'/'failed' with why}"
+    cfg = resolve(cfg); res = {}
+    shared = {'device': cfg.device, 'rounds': cfg.rounds, 'threads': cfg.threads, 'quiet': cfg.quiet}
+    for name, (path, _) in BENCHMARKS.items():
+        if name == 'all' or name in (cfg.skip or ()): continue
+        cmd = import_obj(path); fields = config_fields(cmd.config)
+        if need := [f.name for f in fields if f.required]:
+            res[name] = {'skipped': f"needs {', '.join('--' + n for n in need)}"}; log.info(f"{name}: skipped ({res[name]['skipped']})"); continue
+        kw = {f.name: shared[f.name] for f in fields if shared.get(f.name) is not None}
+        if cfg.out and any(f.name == 'json_out' for f in fields): kw['json_out'] = str(Path(cfg.out) / f'{name}.json')
+        t0 = time.perf_counter()
+        try: r = cmd.fn(cmd.config(**kw))
+        except Interrupted: raise
+        except Exception as e:
+            res[name] = {'failed': f'{type(e).__name__}: {e}'.splitlines()[0]}; log.info(f"{name}: failed ({res[name]['failed']})"); continue
+        res[name] = {'seconds': time.perf_counter() - t0, 'result': r}
+        log.info(f"{name} ({res[name]['seconds']:.0f} s)\n{cmd.show(r) if cmd.show else json.dumps(r, default=str)}\n")
+    if failed := [n for n, r in res.items() if 'failed' in r]:
+        ran = sum('skipped' not in r for r in res.values())
+        raise ValueError(f"{len(failed)} of {ran} benchmarks failed: {', '.join(failed)} (each one's error is above)")
+    return res
+
+def format_all(res:dict)->str:
+    "One line per benchmark: seconds taken, or why it was skipped"
+    row = lambda r: f"{r['seconds']:.0f} s" if 'seconds' in r else 'skipped: ' + r['skipped']
+    return '\n'.join(f'{n:12s} {row(r)}' for n, r in res.items())
+
+ahri_bench_all = command(AllBenchConfig, bench_all, 'ahri_bench all', show=format_all)

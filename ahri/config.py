@@ -232,7 +232,7 @@ def command(cls, fn:Callable, name:str, show:Callable|None=None, json_flag:bool=
         if json_flag: p.add_argument('--json', action='store_true', help='print the result as JSON')
         a = vars(p.parse_args(argv)); as_json = a.pop('json', False)
         sys.exit(run_command(name, fn, cls(**a), show, as_json))
-    main.__name__, main.__doc__, main.config, main.fn = name, fn.__doc__, cls, fn
+    main.__name__, main.__doc__, main.config, main.fn, main.show = name, fn.__doc__, cls, fn, show
     return main
 
 # %% ../nbs/04_config.ipynb #21117938

@@ -17,11 +17,11 @@ from fastprogress.fastprogress import progress_bar
 from .core import default_device, seed_everything, Interrupted
 
 # %% auto #0
-__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'lr_factor', 'world',
-           'init_distributed', 'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches',
-           'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException',
-           'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
-           'compile_pays']
+__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context', 'lr_factor',
+           'world', 'init_distributed', 'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state',
+           'RandomBatches', 'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException',
+           'CancelFitException', 'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key',
+           'measure_compile', 'compile_pays']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -44,6 +44,10 @@ class TrainConfig:
     seed:int = 0               # base seed (rank r uses seed + r)
     strategy:str = 'ddp'       # multi-process: 'ddp' or 'fsdp' (FSDP2)
     def to_dict(self): return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+def amp_context(device, amp:bool=True):
+    "The mixed precision of a training step: bf16 autocast on CUDA when `amp`; nothing elsewhere (CPU runs stay fp32)"
+    return torch.autocast('cuda', dtype=torch.bfloat16) if amp and torch.device(device).type == 'cuda' else nullcontext()
 
 # %% ../nbs/03_learner.ipynb #86559992
 def lr_factor(step:int, cfg:TrainConfig)->float:
@@ -301,7 +305,7 @@ def _one_step(self:Learner):
     for g in self.opt.param_groups: g['lr'] = self.lr
     self.batch = to_device(_next_batch(self), self.device)
     self('before_step')
-    amp = torch.autocast('cuda', dtype=torch.bfloat16) if cfg.amp and self.device.type == 'cuda' else nullcontext()
+    amp = amp_context(self.device, cfg.amp)
     with amp: out = self.loss_fn(getattr(self, 'fwd', self.model), self.batch, **({'step': self.step} if self._loss_step else {}))
     self.losses = out if isinstance(out, dict) else {'loss': out}
     self.loss = sum(self.losses.values())
@@ -341,13 +345,12 @@ def measure_compile(model:nn.Module, loss_fn, batch, device, steps:int=3, amp:bo
                    )->dict:                  # {'eager_s'} (+ 'compiled_s', 'compile_s'): seconds per step, seconds compiling
     "Seconds per step of a copy of `model`, eager and compiled; every random generator is put back afterwards"
     dev, rng = torch.device(device), rng_state()
-    ctx = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if amp and dev.type == 'cuda' else nullcontext
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
     kw = {'step': 0} if 'step' in inspect.signature(loss_fn).parameters else {}
     try:
         m = copy.deepcopy(unwrap(model)).train(); opt = torch.optim.AdamW(m.parameters(), 1e-6)
         def step(net):
-            with ctx(): out = loss_fn(net, batch, **kw)
+            with amp_context(dev, amp): out = loss_fn(net, batch, **kw)
             (sum(out.values()) if isinstance(out, dict) else out).backward(); opt.step(); opt.zero_grad(set_to_none=True)
         def per_step(net, n):
             sync(); t = time.perf_counter()

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dataclasses import dataclass
 from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
+from ..learner import amp_context
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
 from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting
 from .dynamics import Dynamics, dynamics_loss, KVCache
@@ -39,14 +40,17 @@ def _batch(B:int, T:int, latent_shape, n_actions:int, device)->dict:
 def training_step(model:Dynamics, B:int, T:int, n_actions:int=15,
                   flop_steps:int=4,         # eager steps whose FLOPs are counted (0: do not count)
                   compile:bool=False,       # the step of torch.compile(model) (FLOPs are still counted on the eager model)
-                  compile_steps:int=4       # untimed steps that compile it (the bootstrap's row subsets vary in size)
+                  compile_steps:int=4,      # untimed steps that compile it (the bootstrap's row subsets vary in size)
+                  amp:bool=True             # bf16 autocast on CUDA, as training does (`amp_context`)
                  )->tuple:                  # (step: a no-argument callable, FLOPs per step or None, seconds spent compiling or None)
     "One optimizer step of the dynamics loss on a fixed batch of shape (B, T), ready to time"
     dev = next(model.parameters()).device
     loss_fn, opt = dynamics_loss(model.k_max), torch.optim.AdamW(model.parameters(), 1e-4)
     b = _batch(B, T, model.latent_shape, n_actions, dev)
     def step(net=model):
-        net.train(); sum(loss_fn(net, b).values()).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        net.train()
+        with amp_context(dev, amp): loss = sum(loss_fn(net, b).values())
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     torch.manual_seed(0); flops = None
     if flop_steps:
         with FlopCounterMode(display=False) as fc:
@@ -111,20 +115,22 @@ def bench_world_model(device, preset:str='tiny',
                       compile:bool=False,     # also time the training step under torch.compile
                       rounds:int=5,           # interleaved rounds (`interleave`)
                       frames:int=16,          # imagined frames per timed rollout (the horizon ratio: 4·frames ÷ frames)
+                      amp:bool=True,          # training steps in bf16 autocast on CUDA (as training runs), against the bf16 peak
                       progress:bool=False)->dict:
     "Every world-model figure at a preset's size, in interleaved rounds (the tokenizer: the CNN preset of the same name, for decoding)"
     p = DYNAMICS_PRESETS[preset]
     torch.manual_seed(0)
-    scan = matmul_peak(device, dtypes=['fp32'], min_time=min(min_time, 0.5))['fp32']['by_size']; n = max(scan, key=scan.get)
+    prec = 'bf16' if amp and torch.device(device).type == 'cuda' else 'fp32'; dt = {'fp32': torch.float32, 'bf16': torch.bfloat16}[prec]
+    scan = matmul_peak(device, dtypes=[prec], min_time=min(min_time, 0.5))[prec]['by_size']; n = max(scan, key=scan.get)
     tok, model = preset_models(preset, device); shape = model.latent_shape
     B, T = p['batch_size'], p['seq_len']
-    step, flops, _ = training_step(model, B, T)
-    m = {'peak': lambda: matmul_flops_per_s(n, device=device, min_time=min(min_time, 1.0)),
+    step, flops, _ = training_step(model, B, T, amp=amp)
+    m = {'peak': lambda: matmul_flops_per_s(n, dt, device=device, min_time=min(min_time, 1.0)),
          'train_s': lambda: time_fn(step, device, warmup=1, min_time=min_time)}
     d = {'utilisation': lambda f: flops / f['train_s'] / f['peak']}
     compile_s = None
     if compile:
-        cstep, _, compile_s = training_step(model, B, T, flop_steps=0, compile=True)
+        cstep, _, compile_s = training_step(model, B, T, flop_steps=0, compile=True, amp=amp)
         m['train_compiled_s'] = lambda: time_fn(cstep, device, warmup=1, min_time=min_time)
         d |= {'utilisation_compiled': lambda f: flops / f['train_compiled_s'] / f['peak'], 'compiled_speedup': lambda f: f['train_s'] / f['train_compiled_s']}
     m |= imagination_measures(model, frames, tok.decode, min_time=min_time / 3)
@@ -132,7 +138,7 @@ def bench_world_model(device, preset:str='tiny',
     r = interleave(m, rounds, d, progress)
     return {'device': str(device), 'threads': torch.get_num_threads(), 'torch': torch.__version__, 'preset': preset,
             'params': sum(q.numel() for q in model.parameters()), 'latent_shape': list(shape), 'tokens_per_frame': model.L,
-            'matmul_n': n, 'batch': [B, T], 'flops_per_step': flops, 'compile_seconds': compile_s, 'frames': frames,
+            'matmul_n': n, 'precision': prec, 'batch': [B, T], 'flops_per_step': flops, 'compile_seconds': compile_s, 'frames': frames,
             'figures': r['figures'], 'rounds': r['rounds'], 'memory': bench_memory(model, lengths)}
 
 def _meets(rounds:list, key:str, pct:bool=False)->str:
@@ -142,13 +148,14 @@ def _meets(rounds:list, key:str, pct:bool=False)->str:
 def format_world_model(r:dict)->str:
     "The printed report: each figure's median over the rounds [lowest–highest], and how many rounds meet each target"
     f, R, g, fr = r['figures'], r['rounds'], 1e9, r['frames']
+    big = r['device'].startswith('cuda'); unit, scale = ('TFLOP/s', 1e12) if big else ('GFLOP/s', 1e9)
     B, T = r['batch']; per = lambda key: show_spread(f[key], 1e-3, '.1f', ' ms')
     row = lambda label, value: f'{label:<38}{value}'
     pct = lambda key: show_spread(f[key], 0.01, '.1f', ' %') + _meets(R, key, pct=True)
     lines = [f"world model benchmark, preset {r['preset']}: {r['params'] / 1e6:.2f} M parameters, {r['tokens_per_frame']} tokens per frame, "
              f"latents {r['latent_shape']}, on {r['device']} ({r['threads']} threads), torch {r['torch']}",
              f"{len(R)} interleaved rounds; each figure: median [lowest–highest] over the rounds, ratios taken within a round",
-             row(f"matmul peak (fp32, n={r['matmul_n']})", show_spread(f['peak'], g, '.1f', ' GFLOP/s')),
+             row(f"matmul peak ({r.get('precision', 'fp32')}, n={r['matmul_n']})", show_spread(f['peak'], scale, '.1f', f' {unit}')),
              row(f"training step, batch {B}×{T} frames", f"{per('train_s')}   ({r['flops_per_step'] / g:.2f} GFLOP counted per step)"),
              row("training FLOP/s ÷ matmul peak", pct('utilisation'))]
     if 'train_compiled_s' in f:
@@ -172,6 +179,7 @@ class WorldModelBenchConfig(Config):
     "Training FLOP/s against the matmul peak, imagination frames/s for K = 64 and 4, rollout time against horizon, memory against clip length"
     preset:str = 'tiny'                       # the model sizes: a dynamics preset (tiny, small, base)
     compile:bool = False                      # also time the training step under torch.compile
+    amp:bool = True                           # on CUDA: training steps in bf16 autocast, as training runs, against the bf16 peak (--no-amp: fp32)
     rounds:Count = 5                          # interleaved rounds: each times everything once; figures are medians over them
     min_time:Positive = 3.0                   # seconds per measurement of the training step (imagination: a third of it)
     frames:Count = 16                         # imagined frames per timed rollout (horizon ratio: 4·frames ÷ frames)
@@ -187,7 +195,7 @@ def run_world_model_bench(cfg:WorldModelBenchConfig)->dict:
     "`bench_world_model` for a config; returns (and optionally writes) the figures"
     cfg = resolve(cfg); set_threads(cfg.threads)
     res = bench_world_model(default_device(cfg.device), cfg.preset, cfg.min_time, tuple(cfg.lengths), cfg.compile, cfg.rounds,
-                            cfg.frames, not cfg.quiet)
+                            cfg.frames, amp=cfg.amp, progress=not cfg.quiet)
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
 
