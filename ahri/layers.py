@@ -201,7 +201,8 @@ def flex_attention_blocks(q, k, v, mask=None, cap=None)->torch.Tensor:
     call = lambda: _compiled_flex()(q, k, v, score_mod=None if cap is None else _softcap_mod(cap), block_mask=block_mask(mask),
                                     enable_gqa=k.shape[1] != q.shape[1])
     if torch.compiler.is_compiling(): return call()   # inside a compiled model: traced with it
-    with torch._dynamo.config.patch(recompile_limit=FLEX_SHAPES): return call()
+    limit = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else 'cache_size_limit'   # its name before torch 2.7
+    with torch._dynamo.config.patch(**{limit: FLEX_SHAPES}): return call()
 
 ATTENTION_BACKENDS['flex'] = flex_attention_blocks
 
