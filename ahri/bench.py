@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from .core import default_device, set_threads, atomic_write_json, import_obj, Interrupted
 from .config import Config, Count, Positive, Device, resolve, command, config_fields, log
-from .layers import ATTENTION_BACKENDS, attention_cases, explicit_attention, rule_mask, frame_layout, encoder_rule
+from .layers import ATTENTION_BACKENDS, FLEX_FALLBACKS, attention_cases, explicit_attention, rule_mask, frame_layout, encoder_rule
 
 # %% auto #0
 __all__ = ['WIDE', 'ahri_bench_matmul', 'ahri_bench_attention', 'BENCHMARKS', 'ahri_bench_all', 'sync', 'time_fn',
@@ -148,11 +148,12 @@ def bench_attention(device, frames=(4, 16, 32), # clip lengths, in frames, of th
     "Each attention backend's error on every mask kind on `device`, and its time on the encoder mask per clip length, in interleaved rounds"
     dev = torch.device(device); dt = torch.bfloat16 if dev.type == 'cuda' else torch.float32
     bwd = not forward_only and dev.type != 'cpu'
-    errors = {}
+    errors, fell, known = {}, {}, set(FLEX_FALLBACKS)
     with torch.no_grad():
         for name, (q, k, v, mask, cap) in attention_cases(dev, dt).items():
-            ref = explicit_attention(q.float(), k.float(), v.float(), mask, cap)[0]
+            ref, n0 = explicit_attention(q.float(), k.float(), v.float(), mask, cap)[0], len(FLEX_FALLBACKS)
             errors[name] = {b: float((fn(q, k, v, mask, cap).float() - ref).abs().max() / ref.abs().max()) for b, fn in ATTENTION_BACKENDS.items()}
+            if len(FLEX_FALLBACKS) > n0: fell[name] = list(FLEX_FALLBACKS.values())[-1]
     measures, derived, rows = {}, {}, []
     for T in frames:
         f, kind = frame_layout(T, [patches, latents]); mask = rule_mask(f, kind, encoder_rule).to(dev)
@@ -167,14 +168,18 @@ def bench_attention(device, frames=(4, 16, 32), # clip lengths, in frames, of th
     with torch.set_grad_enabled(bwd): r = interleave(measures, rounds, derived, progress)
     return {'device': str(dev), 'dtype': str(dt).removeprefix('torch.'), 'backward': bwd, 'torch': torch.__version__,
             'threads': torch.get_num_threads(), 'shape': {'batch': batch, 'heads': heads, 'head_dim': head_dim, 'patches': patches, 'latents': latents},
-            'errors': errors, 'rows': rows, 'figures': r['figures'], 'rounds': r['rounds']}
+            'errors': errors, 'flex_fell_back': fell, 'timing_fell_back': {k: v for k, v in FLEX_FALLBACKS.items() if k not in known and v not in fell.values()},
+            'rows': rows, 'figures': r['figures'], 'rounds': r['rounds']}
 
 def format_attention(r:dict)->str:
     "The printed report: errors per mask kind and backend, then ms per call and flex's speed-up per clip length"
     s, f, bk = r['shape'], r['figures'], list(next(iter(r['errors'].values())))
     lines = [f"attention backends on {r['device']} ({r['dtype']}, torch {r['torch']}): max |backend − written out| ÷ max |written out|",
              f"{'mask':36s}" + ''.join(f'{b:>10s}' for b in bk)]
-    lines += [f'{name:36s}' + ''.join(f'{e[b]:10.1e}' for b in bk) for name, e in r['errors'].items()]
+    lines += [f'{name:36s}' + ''.join(f"{e[b]:10.1e}{'*' if b == 'flex' and name in r.get('flex_fell_back', {}) else ''}" for b in bk)
+              for name, e in r['errors'].items()]
+    lines += [f"  * flex could not be compiled for it here (the dense path ran): {why}" for why in r.get('flex_fell_back', {}).values()]
+    lines += [f"  flex could not be compiled for a timed shape (the dense path ran): {k}: {why}" for k, why in r.get('timing_fell_back', {}).items()]
     lines += [f"encoder mask ({s['patches']} patches + {s['latents']} latents per frame), batch {s['batch']} × {s['heads']} heads × {s['head_dim']}, "
               f"{'forward + backward' if r['backward'] else 'forward only'}, ms per call; {len(r['rounds'])} interleaved rounds, median [lowest–highest]",
               f"{'frames':>6s}{'tokens':>8s}{'density':>9s}   " + ''.join(f'{b:<26s}' for b in bk) + 'flex speed-up']

@@ -32,10 +32,12 @@ class DDPMSchedule:
         self.T, self.kind = T, kind
         self.betas = beta_schedule(kind, T)
         self.alpha_bar = torch.cumprod(1 - self.betas, 0)
+        self._abar = {}   # device → [1, ᾱ_0, …, ᾱ_{T-1}] in float32, copied there once (a copy per call would wait for the host)
     def abar(self, t:torch.Tensor)->torch.Tensor:
         "ᾱ_t as float32, with ᾱ_{-1} = 1"
-        ab = torch.cat([self.alpha_bar.new_ones(1), self.alpha_bar]).to(torch.float32)
-        return ab.to(t.device)[t + 1]
+        if t.device not in self._abar:
+            self._abar[t.device] = torch.cat([self.alpha_bar.new_ones(1), self.alpha_bar]).to(torch.float32).to(t.device)
+        return self._abar[t.device][t + 1]
     def __repr__(self): return f'DDPMSchedule(T={self.T}, kind={self.kind!r})'
 
 def _bc(a:torch.Tensor, x:torch.Tensor)->torch.Tensor: return a.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)

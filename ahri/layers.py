@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_layers.ipynb #af99d39c
 from __future__ import annotations
-import math, itertools, functools, weakref
+import math, itertools, functools, weakref, warnings
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -12,9 +12,10 @@ from torch.nn.attention.flex_attention import flex_attention, create_block_mask
 from einops import rearrange
 
 # %% auto #0
-__all__ = ['ATTENTION_BACKENDS', 'PATCH', 'LATENT', 'QUERY', 'FLEX_SHAPES', 'RotaryEmbedding', 'softcap', 'explicit_attention',
-           'sdpa_attention', 'Attention', 'SwiGLU', 'Block', 'AdaBlock', 'rule_mask', 'block_causal', 'encoder_rule',
-           'decoder_rule', 'frame_layout', 'block_mask', 'flex_attention_blocks', 'set_attention', 'attention_cases']
+__all__ = ['ATTENTION_BACKENDS', 'PATCH', 'LATENT', 'QUERY', 'FLEX_SHAPES', 'FLEX_FALLBACKS', 'RotaryEmbedding', 'softcap',
+           'explicit_attention', 'sdpa_attention', 'Attention', 'SwiGLU', 'Block', 'AdaBlock', 'rule_mask',
+           'block_causal', 'encoder_rule', 'decoder_rule', 'frame_layout', 'block_mask', 'flex_attention_blocks',
+           'set_attention', 'attention_cases']
 
 # %% ../nbs/06_layers.ipynb #8e21d0bc
 class RotaryEmbedding(nn.Module):
@@ -194,15 +195,28 @@ FLEX_SHAPES = 64   # attention shapes compiled (one static kernel each) before t
 @functools.lru_cache(None)
 def _compiled_flex(): return torch.compile(flex_attention, dynamic=False)   # dynamic shapes: a C++ codegen error on CPU (torch 2.14)
 
+FLEX_FALLBACKS = {}   # shape → why torch could not compile flex attention for it; those shapes take the dense path
+
+def _shape_key(q, k, mask, cap)->str:
+    return f"q {tuple(q.shape)} k {tuple(k.shape)} {q.dtype} on {q.device.type}, mask {None if mask is None else tuple(mask.shape)}, cap {cap}"
+
 def flex_attention_blocks(q, k, v, mask=None, cap=None)->torch.Tensor:
     "Block masks through compiled flex attention (empty tiles skipped; the cap as its score_mod)"
     if q.device.type == 'cpu' and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return sdpa_attention(q, k, v, mask, cap)     # no flex backward on a CPU: the dense path, same numbers
+    key = _shape_key(q, k, mask, cap)
+    if key in FLEX_FALLBACKS: return sdpa_attention(q, k, v, mask, cap)
     call = lambda: _compiled_flex()(q, k, v, score_mod=None if cap is None else _softcap_mod(cap), block_mask=block_mask(mask),
                                     enable_gqa=k.shape[1] != q.shape[1])
     if torch.compiler.is_compiling(): return call()   # inside a compiled model: traced with it
     limit = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else 'cache_size_limit'   # its name before torch 2.7
-    with torch._dynamo.config.patch(**{limit: FLEX_SHAPES}): return call()
+    try:
+        with torch._dynamo.config.patch(**{limit: FLEX_SHAPES}): return call()
+    except torch._dynamo.exc.BackendCompilerFailed as e:   # e.g. no kernel template for this shape on this device
+        inner = getattr(e, 'inner_exception', e)
+        FLEX_FALLBACKS[key] = f'{type(inner).__name__}: {inner}'.strip().splitlines()[0][:300]
+        warnings.warn(f"flex attention could not be compiled for {key} ({FLEX_FALLBACKS[key]}); this shape takes the dense path")
+        return sdpa_attention(q, k, v, mask, cap)
 
 ATTENTION_BACKENDS['flex'] = flex_attention_blocks
 

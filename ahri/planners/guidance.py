@@ -70,12 +70,13 @@ def densify_t(g:torch.Tensor, n:int=4)->torch.Tensor: # (B, (T-1)·n + 1, 2) -> 
     return out
 
 @lru_cache(maxsize=16)
-def _path_matrix(T:int, k:int, n:int)->torch.Tensor:
+def _path_matrix(T:int, k:int, n:int, device:torch.device)->torch.Tensor:   # built once per device: no copy from the host per plan
+    if device.type != 'cpu': return _path_matrix(T, k, n, torch.device('cpu')).to(device)
     return densify(fill(torch.eye(k)[:, :, None], T), n)[..., 0].T.contiguous()
 
 def path_matrix(T:int, k:int, n:int=4, device=None)->torch.Tensor: # ((T-1)·n + 1, k)
     "The linear map from k keypoints to the densified straight-line fill through them at T points"
-    return _path_matrix(T, k, n).to(device or 'cpu')
+    return _path_matrix(T, k, n, torch.device(device or 'cpu'))
 
 def guide_maps(occ:np.ndarray, res:int=8, device=None)->torch.Tensor: # (N, 3, H·res, W·res)
     "`sdf_maps` with its gradient in unit coordinates (central differences) as channels 1 (x) and 2 (y)"
@@ -101,7 +102,7 @@ def descend(maps:torch.Tensor, u:torch.Tensor, # from `guide_maps`; (B, K, 2) va
            )->torch.Tensor:          # (B, K, 2), first and last points unchanged
     "Gradient descent of the wall cost with the endpoints held"
     if maps.shape[1] != 3: raise ValueError(f"descend needs maps with gradient channels (guide_maps), got {maps.shape[1]} channel(s)")
-    u = u.detach().clone(); f = torch.tensor(axes, dtype=u.dtype, device=u.device)
+    u = u.detach().clone(); f = torch.cat([u.new_full((1,), float(a)) for a in axes])   # filled there: no copy from the host
     for _ in range(iters):
         q = densify(u, n) if A is None else A @ u
         s = _read(maps, q)                                                  # distance and its gradient at each point

@@ -41,6 +41,7 @@ class Keyframes:
             left.append(l); right.append(r); w.append((t - l).float() / span)
             mask.append(on); dist.append(torch.minimum(t - l, r - t).float())
         self.left, self.right, self.w = torch.stack(left), torch.stack(right), torch.stack(w)   # (S+1, T)
+        self._on = {}                                                                            # device → the three, copied there
         self.mask, self.dist = torch.stack(mask), torch.stack(dist)                             # anchor mask, points to nearest anchor
         self.k = self.mask.sum(1)                                                               # K_s, anchors per level
 
@@ -48,8 +49,10 @@ class Keyframes:
                s:torch.Tensor|int      # (B,) levels (or one for all)
               )->torch.Tensor:         # (B, T, D) Interp(x0 | M_s)
         "Straight lines through the anchors of level s"
-        B = x0.shape[0]; s = torch.as_tensor(s, device=x0.device).expand(B)
-        l, r, w = (a.to(x0.device)[s] for a in (self.left, self.right, self.w))
+        B = x0.shape[0]
+        s = s.to(x0.device).expand(B) if torch.is_tensor(s) else torch.full((B,), int(s), device=x0.device)   # an int: filled there, no host copy
+        if x0.device not in self._on: self._on[x0.device] = tuple(a.to(x0.device) for a in (self.left, self.right, self.w))   # once per device
+        l, r, w = (a[s] for a in self._on[x0.device])
         g = lambda i: torch.gather(x0, 1, i[..., None].expand(-1, -1, x0.shape[-1]))
         return torch.lerp(g(l), g(r), w[..., None].to(x0.dtype))
 

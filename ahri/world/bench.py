@@ -289,7 +289,7 @@ def run_memory_bench(cfg:MemoryBenchConfig)->dict:
 def format_memory(res:dict)->str:
     "The rows as a table (MiB; the longest clips are estimates)"
     mb = lambda x: f'{x / 2 ** 20:,.0f}'
-    L = res['rows'][0]['lengths'] if res['rows'] else []
+    L = res['rows'][0]['lengths'] if res['rows'] else []; gpu = res['device'].startswith('cuda')
     lines = [f"memory per dynamics preset on {res['device']}, MiB (the longest clips: estimates from activations per clip, fitted)",
              f"{'preset':8}{'params':>9}{'weights+grads+AdamW':>21}" + ''.join(f"{'act@' + str(l):>9}" for l in L)
              + f"{'batch':>8}{'est. step':>11}{'before':>8}{'peak':>8}   longest clip, 24 GiB | 80 GiB (batch B / batch 1)"]
@@ -297,8 +297,10 @@ def format_memory(res:dict)->str:
         B, T = r['batch']; lg = r['longest']
         peak = mb(r['peak_gpu_bytes'] if r.get('peak_gpu_bytes') is not None else r['peak_rss_bytes']) if r['ran'] else 'not run'
         lines.append(f"{r['preset']:8}{r['params'] / 1e6:>8.2f}M{mb(r['fixed_bytes']):>21}" + ''.join(f'{mb(a):>9}' for a in r['activation_bytes'])
-                     + f"{f'{B}×{T}':>8}{mb(r['estimate_bytes']):>11}{mb(r['rss_before_bytes']):>8}{peak:>8}   "
+                     + f"{f'{B}×{T}':>8}{mb(r['estimate_bytes']):>11}{'–' if gpu else mb(r['rss_before_bytes']):>8}{peak:>8}   "
                      + ' | '.join(f"{v['batch']} / {v['batch 1']}" for v in lg.values()))
+    if gpu: lines.append("peak: the GPU's peak allocation over two training steps, in bf16 autocast as training runs (activations and "
+                         "the estimates are counted in fp32: an upper bound there); before: the process's resident memory, CPU only")
     for r in res['rows']:
         if not r['ran']: lines.append(f"{r['preset']}: steps not run — the estimated step ({mb(r['estimate_bytes'])} MiB) is over half the "
                                       f"{mb(r['available_bytes'])} MiB this device had available")
