@@ -15,7 +15,6 @@ from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_o
     set_model_state_dict, set_optimizer_state_dict, StateDictOptions)
 from fastprogress.fastprogress import progress_bar
 from .core import default_device, seed_everything, Interrupted
-from .layers import set_attention
 
 # %% auto #0
 __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context', 'lr_factor',
@@ -39,7 +38,6 @@ class TrainConfig:
     ema_decay:float|None = None # EMA of the weights (None: off)
     amp:bool = True            # bf16 autocast (CUDA only; CPU runs stay fp32)
     compile:str = 'off'        # torch.compile the model's forward: 'off', 'on', or 'auto' (long runs, where measured faster here)
-    attention:str = 'sdpa'     # the backend of every `Attention` in the model (`ahri.layers.ATTENTION_BACKENDS`)
     log_every:int = 10         # steps between metric records
     ckpt_every:int|None = None # steps between checkpoints (None: only at the end and on SIGTERM)
     keep:int = 2               # checkpoints kept (the newest)
@@ -235,7 +233,6 @@ class Learner:
         for cb in self.cbs: cb.learn = self
         self.step, self.stop_requested, self.stopping, self.stopped_by, self.history = 0, 0, 0, 0, []
         self.compiled = None                 # compiled or eager: decided when `fit` starts, kept in the state so a resumed run keeps it
-        set_attention(model, cfg.attention)
         self._loss_step = 'step' in inspect.signature(loss_fn).parameters
 
     def __call__(self, stage:str):

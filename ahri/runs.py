@@ -15,7 +15,6 @@ from typing import ClassVar, Literal
 from .core import atomic_dir, atomic_write_json, atomic_write_bytes, obj_name, import_obj, Interrupted
 from .config import Config, ConfigError, Count, Device, config_dict, log
 from .learner import Learner, Callback, TrainConfig, world, unwrap, state_fingerprint
-from .layers import ATTENTION_BACKENDS
 
 # %% auto #0
 __all__ = ['RUN_FILE', 'model_spec', 'build_model', 'checkpoint_dir', 'save_checkpoint', 'CheckpointError', 'read_checkpoint',
@@ -140,7 +139,7 @@ def open_checkpoint(ckpt:str|Path,          # a checkpoint folder, or a run fold
     return Opened(m.to(dev).eval(), ck['path'], cfg['step'], run, 'ema' if use_ema else 'raw', state_fingerprint(sd), dev)
 
 # %% ../nbs/05_runs.ipynb #250143f7
-_NOT_RESULTS = ('steps', 'log_every', 'ckpt_every', 'keep', 'compile', 'attention')   # TrainConfig fields a resumed run may change (its compile mode: from its state)
+_NOT_RESULTS = ('steps', 'log_every', 'ckpt_every', 'keep', 'compile')   # TrainConfig fields a resumed run may change (its compile mode: from its state)
 
 def check_train_config(saved:dict, cfg:TrainConfig, path)->None:
     "Refuse to resume a checkpoint trained with other training settings"
@@ -331,7 +330,7 @@ def find_path(rec:dict, base:str|Path)->Path:
 @dataclass(kw_only=True)
 class RunConfig(Config):
     "The fields of every command that trains into a run folder"
-    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet', 'compile', 'attention')
+    volatile:ClassVar = ('out', 'device', 'threads', 'overwrite', 'quiet', 'compile')
     extendable:ClassVar = ('steps',)
     out:str                                   # run folder (rerun the same command to resume, with more steps to extend)
     seed:int = 0                              # seed of the model and the data stream
@@ -341,7 +340,6 @@ class RunConfig(Config):
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     compile:Literal['off', 'on', 'auto'] = 'off' # torch.compile the training step (on a CPU with > 1 thread not bit-exact from run to run); auto: long runs where measured faster here
-    attention:Literal[tuple(ATTENTION_BACKENDS)] = 'sdpa' # attention backend: flex (block masks, the logit cap fused) trains capped models faster on a GPU; a CPU trains dense either way
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,
@@ -350,8 +348,7 @@ class RunConfig(Config):
         "The Learner's settings for a training of `steps` steps with this run's seed, strategy and cadences"
         if first is not None: warmup = min(warmup, first // 2)   # an extended run keeps the warmup it started with
         return TrainConfig(steps=steps, lr=lr, warmup=warmup, ema_decay=ema or None, log_every=self.log_every,
-                           ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy, compile=self.compile,
-                           attention=self.attention)
+                           ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy, compile=self.compile)
 
 # %% ../nbs/05_runs.ipynb #e6fe4f67
 @dataclass
