@@ -204,8 +204,7 @@ def flex_attention_blocks(q, k, v, mask=None, cap=None)->torch.Tensor:
     "Block masks through compiled flex attention (empty tiles skipped; the cap as its score_mod)"
     if q.device.type == 'cpu' and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         return sdpa_attention(q, k, v, mask, cap)     # no flex backward on a CPU: the dense path, same numbers
-    key = _shape_key(q, k, mask, cap)
-    if key in FLEX_FALLBACKS: return sdpa_attention(q, k, v, mask, cap)
+    if FLEX_FALLBACKS and _shape_key(q, k, mask, cap) in FLEX_FALLBACKS: return sdpa_attention(q, k, v, mask, cap)
     call = lambda: _compiled_flex()(q, k, v, score_mod=None if cap is None else _softcap_mod(cap), block_mask=block_mask(mask),
                                     enable_gqa=k.shape[1] != q.shape[1])
     if torch.compiler.is_compiling(): return call()   # inside a compiled model: traced with it
@@ -213,7 +212,7 @@ def flex_attention_blocks(q, k, v, mask=None, cap=None)->torch.Tensor:
     try:
         with torch._dynamo.config.patch(**{limit: FLEX_SHAPES}): return call()
     except torch._dynamo.exc.BackendCompilerFailed as e:   # e.g. no kernel template for this shape on this device
-        inner = getattr(e, 'inner_exception', e)
+        inner, key = getattr(e, 'inner_exception', e), _shape_key(q, k, mask, cap)
         FLEX_FALLBACKS[key] = f'{type(inner).__name__}: {inner}'.strip().splitlines()[0][:300]
         warnings.warn(f"flex attention could not be compiled for {key} ({FLEX_FALLBACKS[key]}); this shape takes the dense path")
         return sdpa_attention(q, k, v, mask, cap)
