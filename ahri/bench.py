@@ -148,13 +148,13 @@ def bench_attention(device, frames=(4, 16, 32), # clip lengths, in frames, of th
     "Each attention backend's error on every mask kind on `device`, and its time on the encoder mask per clip length, in interleaved rounds"
     dev = torch.device(device); dt = torch.bfloat16 if dev.type == 'cuda' else torch.float32
     bwd = not forward_only and dev.type != 'cpu'
-    errors, fell, known = {}, {}, set(FLEX_FALLBACKS)
+    errors, fell = {}, {}
     with torch.no_grad():
         for name, (q, k, v, mask, cap) in attention_cases(dev, dt).items():
             ref, n0 = explicit_attention(q.float(), k.float(), v.float(), mask, cap)[0], len(FLEX_FALLBACKS)
             errors[name] = {b: float((fn(q, k, v, mask, cap).float() - ref).abs().max() / ref.abs().max()) for b, fn in ATTENTION_BACKENDS.items()}
             if len(FLEX_FALLBACKS) > n0: fell[name] = list(FLEX_FALLBACKS.values())[-1]
-    measures, derived, rows = {}, {}, []
+    measures, derived, rows, known = {}, {}, [], set(FLEX_FALLBACKS)   # shapes that fell back before the timing
     for T in frames:
         f, kind = frame_layout(T, [patches, latents]); mask = rule_mask(f, kind, encoder_rule).to(dev)
         q, k, v = (torch.randn(batch, heads, len(f), head_dim, device=dev, dtype=dt, requires_grad=bwd) for _ in range(3))
@@ -168,7 +168,7 @@ def bench_attention(device, frames=(4, 16, 32), # clip lengths, in frames, of th
     with torch.set_grad_enabled(bwd): r = interleave(measures, rounds, derived, progress)
     return {'device': str(dev), 'dtype': str(dt).removeprefix('torch.'), 'backward': bwd, 'torch': torch.__version__,
             'threads': torch.get_num_threads(), 'shape': {'batch': batch, 'heads': heads, 'head_dim': head_dim, 'patches': patches, 'latents': latents},
-            'errors': errors, 'flex_fell_back': fell, 'timing_fell_back': {k: v for k, v in FLEX_FALLBACKS.items() if k not in known and v not in fell.values()},
+            'errors': errors, 'flex_fell_back': fell, 'timing_fell_back': {k: v for k, v in FLEX_FALLBACKS.items() if k not in known},
             'rows': rows, 'figures': r['figures'], 'rounds': r['rounds']}
 
 def format_attention(r:dict)->str:

@@ -14,7 +14,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
     set_model_state_dict, set_optimizer_state_dict, StateDictOptions)
 from fastprogress.fastprogress import progress_bar
-from .core import default_device, seed_everything, Interrupted
+from .core import default_device, seed_everything, Interrupted, atomic_write_json
 
 # %% auto #0
 __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context', 'lr_factor',
@@ -378,9 +378,7 @@ def compile_pays(model:nn.Module, loss_fn, batch, device, amp:bool=True,
         if steps * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c:
             c |= measure_compile(model, loss_fn, batch, device, amp=amp)
     except Exception as e: c['error'] = f'{type(e).__name__}: {e}'[:300]           # compiling failed here: stay eager
-    if c != before:
-        cache[key] = c; path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.{path.name}.{os.getpid()}'); tmp.write_text(json.dumps(cache, indent=1)); os.replace(tmp, path)
+    if c != before: cache[key] = c; atomic_write_json(path, cache)
     return 'error' not in c and steps * c['eager_s'] >= COMPILE_MIN_SECONDS and c['eager_s'] >= COMPILE_GAIN * c['compiled_s']
 
 def _use_compile(self:Learner)->bool:
