@@ -5,7 +5,7 @@
 # %% ../nbs/03_learner.ipynb #c12c1f83
 from __future__ import annotations
 import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
-from contextlib import nullcontext
+from contextlib import nullcontext, contextmanager
 from pathlib import Path
 import numpy as np, torch
 import torch.distributed as dist
@@ -17,11 +17,11 @@ from fastprogress.fastprogress import progress_bar
 from .core import default_device, seed_everything, Interrupted, atomic_write_json
 
 # %% auto #0
-__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context', 'lr_factor',
-           'world', 'init_distributed', 'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state',
-           'RandomBatches', 'unwrap', 'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException',
-           'CancelFitException', 'Callback', 'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key',
-           'measure_compile', 'compile_pays']
+__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context',
+           'deterministic_kernels', 'compiled_step_context', 'lr_factor', 'world', 'init_distributed',
+           'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
+           'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
+           'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile', 'compile_pays']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class TrainConfig:
     clip:float|None = 1.0      # gradient-norm clipping (None: off)
     ema_decay:float|None = None # EMA of the weights (None: off)
     amp:bool = True            # bf16 autocast (CUDA only; CPU runs stay fp32)
-    compile:str = 'off'        # torch.compile the model's forward: 'off', 'on', or 'auto' (long runs, where measured faster here)
+    compile:str = 'auto'       # torch.compile the model's forward: 'off', 'on', or 'auto' (long runs, where measured faster here)
     log_every:int = 10         # steps between metric records
     ckpt_every:int|None = None # steps between checkpoints (None: only at the end and on SIGTERM)
     keep:int = 2               # checkpoints kept (the newest)
@@ -48,6 +48,20 @@ class TrainConfig:
 def amp_context(device, amp:bool=True):
     "The mixed precision of a training step: bf16 autocast on CUDA when `amp`; nothing elsewhere (CPU runs stay fp32)"
     return torch.autocast('cuda', dtype=torch.bfloat16) if amp and torch.device(device).type == 'cuda' else nullcontext()
+
+@contextmanager
+def deterministic_kernels():
+    "Inside: ATen's deterministic algorithms (warn-only), the way `torch.compile` builds kernels then; put back after"
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try: yield
+    finally: torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+def compiled_step_context(device, compiled:bool=True):
+    """What a training step's forward and backward run inside when compiled: on a CPU, `deterministic_kernels`
+    (inductor's CPU kernels add scatters — an embedding's gradient — with atomics across threads, so two runs round
+    differently; in deterministic mode it lowers them to ordered ones). Elsewhere, and for eager steps: nothing"""
+    return deterministic_kernels() if compiled and torch.device(device).type == 'cpu' else nullcontext()
 
 # %% ../nbs/03_learner.ipynb #86559992
 def lr_factor(step:int, cfg:TrainConfig)->float:
@@ -305,13 +319,14 @@ def _one_step(self:Learner):
     for g in self.opt.param_groups: g['lr'] = self.lr
     self.batch = to_device(_next_batch(self), self.device)
     self('before_step')
-    amp = amp_context(self.device, cfg.amp)
-    with amp: out = self.loss_fn(getattr(self, 'fwd', self.model), self.batch, **({'step': self.step} if self._loss_step else {}))
-    self.losses = out if isinstance(out, dict) else {'loss': out}
-    self.loss = sum(self.losses.values())
-    self('after_loss')
-    self.loss.backward()
-    self('after_backward')
+    with compiled_step_context(self.device, bool(self.compiled)):        # forward and backward
+        with amp_context(self.device, cfg.amp):
+            out = self.loss_fn(getattr(self, 'fwd', self.model), self.batch, **({'step': self.step} if self._loss_step else {}))
+        self.losses = out if isinstance(out, dict) else {'loss': out}
+        self.loss = sum(self.losses.values())
+        self('after_loss')
+        self.loss.backward()
+        self('after_backward')
     self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip) if cfg.clip else None
     self.opt.step(); self.opt.zero_grad(set_to_none=True)
     if self.ema is not None: self.ema.update(self.model)
@@ -358,9 +373,10 @@ def measure_compile(model:nn.Module, loss_fn, batch, device, steps:int=3, amp:bo
             sync(); return (time.perf_counter() - t) / n
         step(m); out = {'eager_s': per_step(m, steps)}
         if not compiled: return out
-        net = torch.compile(m); t0 = time.perf_counter()
-        for _ in range(3): step(net)                             # compile (a second shape may recompile once)
-        return out | {'compile_s': time.perf_counter() - t0, 'compiled_s': per_step(net, steps)}
+        with compiled_step_context(dev):                         # as the compiled run will train
+            net = torch.compile(m); t0 = time.perf_counter()
+            for _ in range(3): step(net)                         # compile (a second shape may recompile once)
+            return out | {'compile_s': time.perf_counter() - t0, 'compiled_s': per_step(net, steps)}
     finally: set_rng_state(rng)
 
 def compile_pays(model:nn.Module, loss_fn, batch, device, amp:bool=True,

@@ -339,7 +339,7 @@ class RunConfig(Config):
     strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    compile:Literal['off', 'on', 'auto'] = 'off' # torch.compile the training step (on a CPU with > 1 thread not bit-exact from run to run); auto: long runs where measured faster here
+    compile:Literal['off', 'on', 'auto'] = 'auto' # torch.compile the training step: auto (runs long enough to repay it, where measured faster here), on, off
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dataclasses import dataclass
 from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
-from ..learner import amp_context
+from ..learner import amp_context, compiled_step_context
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
 from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting
 from .dynamics import Dynamics, dynamics_loss, KVCache
@@ -47,10 +47,12 @@ def training_step(model:Dynamics, B:int, T:int, n_actions:int=15,
     dev = next(model.parameters()).device
     loss_fn, opt = dynamics_loss(model.k_max), torch.optim.AdamW(model.parameters(), 1e-4)
     b = _batch(B, T, model.latent_shape, n_actions, dev)
-    def step(net=model):
+    def step(net=model, compiled=False):
         net.train()
-        with amp_context(dev, amp): loss = sum(loss_fn(net, b).values())
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        with compiled_step_context(dev, compiled):              # as the Learner runs a compiled step
+            with amp_context(dev, amp): loss = sum(loss_fn(net, b).values())
+            loss.backward()
+        opt.step(); opt.zero_grad(set_to_none=True)
     torch.manual_seed(0); flops = None
     if flop_steps:
         with FlopCounterMode(display=False) as fc:
@@ -58,8 +60,8 @@ def training_step(model:Dynamics, B:int, T:int, n_actions:int=15,
         flops = fc.get_total_flops() / flop_steps
     if not compile: return step, flops, None
     net = torch.compile(model); t0 = time.perf_counter()
-    for _ in range(compile_steps): step(net)
-    return (lambda: step(net)), flops, time.perf_counter() - t0
+    for _ in range(compile_steps): step(net, True)
+    return (lambda: step(net, True)), flops, time.perf_counter() - t0
 
 # %% ../../nbs/37_bench.ipynb #4ddf6c3d
 def imagination_measures(model:Dynamics, frames:int=16, decoder=None, n_actions:int=15, min_time:float=1.0)->dict:
