@@ -222,6 +222,9 @@ class ProgressCB(Callback):
         l = self.learn; self.first = l.step
         self.pb = progress_bar(range(l.cfg.steps - l.step)) if l.step < l.cfg.steps else None
         if self.pb is not None: self.pb.update(0)
+    def before_compile_choice(self):                 # 'auto' may time eager and compiled steps first (once; cached)
+        if self.pb is not None and self.learn.cfg.compile == 'auto':
+            self.pb.comment = 'deciding whether to compile (timed once per model and machine, then cached)'; self.pb.update(0)
     def after_step(self):
         l = self.learn
         if self.pb is None: return
@@ -440,7 +443,7 @@ def _fit(self:Learner):
     try:
         self.stop_requested, self.stopping, self.stopped_by = 0, 0, 0
         self.model.train(); self('before_fit')                          # (a resumed run's state, with its mode, is loaded here)
-        if self.compiled is None: self.compiled = self.use_compile()
+        if self.compiled is None: self('before_compile_choice'); self.compiled = self.use_compile()
         self.fwd = torch.compile(self.model) if self.compiled else self.model
         while self.step < self.cfg.steps:
             try: self.one_step()

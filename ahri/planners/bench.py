@@ -6,6 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
+import time
 import torch
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
@@ -18,8 +19,8 @@ from .methods import PLANNERS
 from .train import PLANNER_PRESETS
 
 # %% auto #0
-__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench',
-           'format_planner']
+__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'break_even', 'PlannerBenchConfig',
+           'run_planner_bench', 'format_planner']
 
 # %% ../../nbs/59_bench.ipynb #cc555310
 PLANNER_SIZES = {'particle 9×9': ((9, 9), 64), 'particle 15×15': ((15, 15), 128),
@@ -38,11 +39,12 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                   sizes:dict|None=None,
                   min_time:float=1.0,      # seconds per measurement
                   general:bool=False,      # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
+                  compile:bool=False,      # also time ours with both stages under torch.compile (compiled once per row before the rounds)
                   rounds:int=5,            # interleaved rounds (`interleave`): every row's figures are timed once per round
                   progress:bool=False
                  )->list[dict]:            # a row per maze size and batch: medians, and per figure its `spread` and every round's value
     "Milliseconds per plan, ours (plain and wall-guided) and the baseline's, for each maze size and batch, in interleaved rounds"
-    sched, wg, keys, measures, derived = DDPMSchedule(100), WallGuide(), [], {}, {}
+    sched, wg, keys, measures, derived, compile_s = DDPMSchedule(100), WallGuide(), [], {}, {}, {}
     for name, (hw, H) in (sizes or PLANNER_SIZES).items():
         s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
@@ -52,6 +54,7 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
             gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
                                   stage2=TrajDenoiser(None, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
                                   sched=sched)
+        if compile: cpl = SimpleNamespace(stage1=torch.compile(s1), stage2=torch.compile(s2), sched=sched)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
@@ -62,6 +65,10 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                      two.sample(pl, maze, st, gl, H, guide=wg, maps=wg.maps(occ, device), kp_steps=kp_steps),
                  'pass_ms': lambda base=base, x=x, t=t, maze=maze, st=st, gl=gl: base(x, t, maze, st, gl)}
             if general: m['general_ms'] = lambda gpl=gpl, maze=maze, st=st, gl=gl, H=H: two.sample(gpl, maze, st, gl, H, kp_steps=kp_steps)
+            if compile:
+                m['compiled_ms'] = lambda cpl=cpl, maze=maze, st=st, gl=gl, H=H: two.sample(cpl, maze, st, gl, H, kp_steps=kp_steps)
+                t0 = time.perf_counter(); m['compiled_ms'](); compile_s[key] = time.perf_counter() - t0     # the first plan compiles
+                derived[(key, 'compiled_speedup')] = lambda f, key=key: f[(key, 'ours_ms')] / f[(key, 'compiled_ms')]
             measures |= {(key, f): per_plan(fn) for f, fn in m.items()}
             derived |= {(key, 'baseline_ms'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n,     # steps × one timed pass
                         (key, 'speedup'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n / f[(key, 'ours_ms')]}
@@ -72,13 +79,19 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
         fig = {f: v for (k, f), v in r['figures'].items() if k == key}
         rows.append({'maze': key[0], 'H': H, 'batch': key[1], 'baseline_steps': steps, **{f: v['median'] for f, v in fig.items()},
                      'spread': fig, 'rounds': [{f: v for (k, f), v in x.items() if k == key} for x in r['rounds']]})
+        if key in compile_s: rows[-1] |= {'compile_s': compile_s[key], 'break_even': break_even(compile_s[key], rows[-1]['ours_ms'], rows[-1]['compiled_ms'])}
     return rows
+
+def break_even(compile_s:float, eager_ms:float, compiled_ms:float)->float:
+    "Plans after which compiling has paid for itself (inf where the compiled plan is not faster)"
+    return compile_s * 1e3 / (eager_ms - compiled_ms) if eager_ms > compiled_ms else float('inf')
 
 @dataclass(kw_only=True)
 class PlannerBenchConfig(Config):
     "Plan latency of the two-stage planner against the full-sequence baseline, at batch 1 and 64, per maze size"
     preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small, general, general_gpu)
     general:bool = False                      # also time the general planner's models of these sizes (ratio to the one-size ones, same run)
+    compile:bool = False                      # also time our plan compiled (torch.compile of both stages), its compile time and break-even
     batches:list[Count] = (1, 64)             # batch sizes to time
     rounds:Count = 5                          # interleaved rounds: each times every row once; figures are medians over them
     min_time:Positive = 1.0                   # seconds per measurement
@@ -93,7 +106,7 @@ def run_planner_bench(cfg:PlannerBenchConfig)->dict:
     "`bench_planner` at a preset's sizes; returns (and optionally writes) the rows"
     cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device); p = PLANNER_PRESETS[cfg.preset]
     rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time,
-                         general=cfg.general, rounds=cfg.rounds, progress=not cfg.quiet)
+                         general=cfg.general, compile=cfg.compile, rounds=cfg.rounds, progress=not cfg.quiet)
     res = {'device': str(dev), 'threads': torch.get_num_threads(), 'preset': cfg.preset, 'rows': rows}
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
@@ -116,6 +129,11 @@ def format_planner(res:dict)->str:
             if (r['maze'], r['batch']) != (maze, B): continue
             lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{f.replace('_ms', ' ms').replace('ours', 'plan')} {op} {x:g}: {rounds_meeting(r['rounds'], f, op, x)}"
                                                                    for f, (op, x) in t.items()))
+    if any('compile_s' in r for r in rows):
+        lines.append("ours under torch.compile (both stages; compiled before the rounds):")
+        lines += [f"  {r['maze']:16}{r['batch']:>5}  {show_spread(r['spread']['compiled_ms'], 1, '.2f', ' ms', warn=False)}   "
+                  f"{show_spread(r['spread']['compiled_speedup'], 1, '.2f', '×', warn=False)} faster   compiling {r['compile_s']:.0f} s: "
+                  f"pays after {r['break_even']:,.0f} plans" for r in rows if 'compile_s' in r]
     if wide: lines.append(f"⚠ spread wider than {WIDE:.0%}, too wide to conclude: " + ', '.join(wide))
     return '\n'.join(lines)
 
