@@ -15,7 +15,7 @@ from .layers import ATTENTION_BACKENDS, FLEX_FALLBACKS, attention_cases, explici
 
 # %% auto #0
 __all__ = ['WIDE', 'ahri_bench_matmul', 'ahri_bench_attention', 'BENCHMARKS', 'ahri_bench_all', 'sync', 'time_fn',
-           'matmul_flops_per_s', 'matmul_peak', 'spread', 'interleave', 'rounds_meeting', 'show_spread',
+           'matmul_flops_per_s', 'matmul_peak', 'spread', 'interleave', 'rounds_meeting', 'show_spread', 'break_even',
            'MatmulBenchConfig', 'bench_matmul', 'format_matmul', 'bench_attention', 'format_attention',
            'AttentionBenchConfig', 'run_attention_bench', 'ahri_bench', 'AllBenchConfig', 'bench_all', 'format_all']
 
@@ -107,6 +107,13 @@ def show_spread(s:dict,                   # a `spread`
     "'median [lowest–highest]' with the suffix (and the warning)"
     v = lambda x: f'{x / scale:{fmt}}'
     return f"{v(s['median'])} [{v(s['lo'])}–{v(s['hi'])}]{suffix}" + (f"  ⚠ spread {s['spread']:.0%}: too wide to conclude" if warn and s['spread'] > WIDE else '')
+
+def break_even(compile_s:float,     # seconds spent compiling
+               eager_ms:float,      # milliseconds per use (a plan, an imagined frame), eager
+               compiled_ms:float    # ... and compiled
+              )->float:             # uses after which compiling has paid for itself (inf where the compiled one is not faster)
+    "How many uses repay a compile"
+    return compile_s * 1e3 / (eager_ms - compiled_ms) if eager_ms > compiled_ms else float('inf')
 
 # %% ../nbs/09_bench.ipynb #ef52a803
 @dataclass(kw_only=True)

@@ -10,7 +10,7 @@ import time
 import torch
 from ..core import default_device, set_threads, atomic_write_json
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn, interleave, show_spread, rounds_meeting, WIDE
+from ..bench import time_fn, interleave, show_spread, rounds_meeting, break_even, WIDE
 from ..ddpm import DDPMSchedule
 from .keypoints import KeypointDenoiser
 from .interp import TrajDenoiser
@@ -19,8 +19,8 @@ from .methods import PLANNERS
 from .train import PLANNER_PRESETS
 
 # %% auto #0
-__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'break_even', 'PlannerBenchConfig',
-           'run_planner_bench', 'format_planner']
+__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench',
+           'format_planner']
 
 # %% ../../nbs/59_bench.ipynb #cc555310
 PLANNER_SIZES = {'particle 9×9': ((9, 9), 64), 'particle 15×15': ((15, 15), 128),
@@ -81,10 +81,6 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                      'spread': fig, 'rounds': [{f: v for (k, f), v in x.items() if k == key} for x in r['rounds']]})
         if key in compile_s: rows[-1] |= {'compile_s': compile_s[key], 'break_even': break_even(compile_s[key], rows[-1]['ours_ms'], rows[-1]['compiled_ms'])}
     return rows
-
-def break_even(compile_s:float, eager_ms:float, compiled_ms:float)->float:
-    "Plans after which compiling has paid for itself (inf where the compiled plan is not faster)"
-    return compile_s * 1e3 / (eager_ms - compiled_ms) if eager_ms > compiled_ms else float('inf')
 
 @dataclass(kw_only=True)
 class PlannerBenchConfig(Config):

@@ -13,7 +13,7 @@ from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
 from ..learner import amp_context, compiled_step_context
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
-from ..bench import time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting
+from ..bench import sync, time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting, break_even
 from .dynamics import Dynamics, dynamics_loss, KVCache
 from .rollout import imagine
 from .train_dynamics import DYNAMICS_PRESETS
@@ -64,20 +64,25 @@ def training_step(model:Dynamics, B:int, T:int, n_actions:int=15,
     return (lambda: step(net, True)), flops, time.perf_counter() - t0
 
 # %% ../../nbs/37_bench.ipynb #4ddf6c3d
-def imagination_measures(model:Dynamics, frames:int=16, decoder=None, n_actions:int=15, min_time:float=1.0)->dict:
+def imagination_measures(model:Dynamics, frames:int=16, decoder=None, n_actions:int=15, min_time:float=1.0,
+                         compile:bool=False)->tuple: # (measures, seconds the first compiled rollout took, or None)
     """Measures for `interleave`: single-stream frames/s of imagination for K = 64 and 4 (latents only, and with
-    `decoder` if given), and the seconds of a K = 4 rollout of `frames` and of 4·`frames` frames with the KV cache"""
+    `decoder` if given; also compiled, with `compile`), and the seconds of a K = 4 rollout of `frames` and of
+    4·`frames` frames with the KV cache. Every eager measure is forced eager (`compile='off'`)"""
     dev = next(model.parameters()).device
     z = torch.randn(1, 4, *model.latent_shape, device=dev); a = torch.randint(0, n_actions, (1, 4 + 4 * frames), device=dev)
-    def fps(K, dec=None):
-        def f(): model.eval(); return imagination_fps(model, z, a, K, frames, decoder=dec, min_time=min_time)
+    def fps(K, dec=None, mode='off'):
+        def f(): model.eval(); return imagination_fps(model, z, a, K, frames, decoder=dec, min_time=min_time, compile=mode)
         return f
     @torch.no_grad()
     def rollout(h):
-        model.eval(); return time_fn(lambda: imagine(model, z, a, h, K=4), dev, warmup=1, min_time=min_time, min_reps=2)
+        model.eval(); return time_fn(lambda: imagine(model, z, a, h, K=4, compile='off'), dev, warmup=1, min_time=min_time, min_reps=2)
     m = {'K64_fps': fps(64), 'K4_fps': fps(4)}
     if decoder is not None: m |= {'K64_fps_decoded': fps(64, decoder), 'K4_fps_decoded': fps(4, decoder)}
-    return m | {'rollout_short_s': lambda: rollout(frames), 'rollout_long_s': lambda: rollout(4 * frames)}
+    m |= {'rollout_short_s': lambda: rollout(frames), 'rollout_long_s': lambda: rollout(4 * frames)}
+    if not compile: return m, None
+    model.eval(); sync(dev); t0 = time.perf_counter(); imagine(model, z, a, frames, K=4, compile='on'); sync(dev)
+    return m | {'K64_fps_compiled': fps(64, mode='on'), 'K4_fps_compiled': fps(4, mode='on')}, time.perf_counter() - t0
 
 # %% ../../nbs/37_bench.ipynb #2aba9afa
 def activation_bytes(fn)->int:
@@ -114,7 +119,7 @@ WORLD_TARGETS = {  # figure: (comparison, target) — printed with how many roun
 def bench_world_model(device, preset:str='tiny',
                       min_time:float=3.0,     # seconds per measurement of the training step (imagination: a third of it)
                       lengths=(32, 64, 100),  # clip lengths of the memory table
-                      compile:bool=False,     # also time the training step under torch.compile
+                      compile:bool=False,     # also time the training step and imagination under torch.compile
                       rounds:int=5,           # interleaved rounds (`interleave`)
                       frames:int=16,          # imagined frames per timed rollout (the horizon ratio: 4·frames ÷ frames)
                       amp:bool=True,          # training steps in bf16 autocast on CUDA (as training runs), against the bf16 peak
@@ -135,12 +140,15 @@ def bench_world_model(device, preset:str='tiny',
         cstep, _, compile_s = training_step(model, B, T, flop_steps=0, compile=True, amp=amp)
         m['train_compiled_s'] = lambda: time_fn(cstep, device, warmup=1, min_time=min_time)
         d |= {'utilisation_compiled': lambda f: flops / f['train_compiled_s'] / f['peak'], 'compiled_speedup': lambda f: f['train_s'] / f['train_compiled_s']}
-    m |= imagination_measures(model, frames, tok.decode, min_time=min_time / 3)
+    im, imagine_compile_s = imagination_measures(model, frames, tok.decode, min_time=min_time / 3, compile=compile)
+    m |= im
     d |= {'K4_over_K64': lambda f: f['K4_fps'] / f['K64_fps'], 'horizon_ratio': lambda f: f['rollout_long_s'] / f['rollout_short_s']}
+    if compile: d |= {f'K{k}_compiled_speedup': (lambda k: lambda f: f[f'K{k}_fps_compiled'] / f[f'K{k}_fps'])(k) for k in (64, 4)}
     r = interleave(m, rounds, d, progress)
     return {'device': str(device), 'threads': torch.get_num_threads(), 'torch': torch.__version__, 'preset': preset,
             'params': sum(q.numel() for q in model.parameters()), 'latent_shape': list(shape), 'tokens_per_frame': model.L,
             'matmul_n': n, 'precision': prec, 'batch': [B, T], 'flops_per_step': flops, 'compile_seconds': compile_s, 'frames': frames,
+            'imagination_compile_seconds': imagine_compile_s,
             'figures': r['figures'], 'rounds': r['rounds'], 'memory': bench_memory(model, lengths)}
 
 def _meets(rounds:list, key:str, pct:bool=False)->str:
@@ -167,6 +175,11 @@ def format_world_model(r:dict)->str:
     for K in (64, 4):
         lines.append(row(f"imagination K={K}, 1 stream", show_spread(f[f'K{K}_fps'], 1, '.1f', ' frames/s'))
                      + (f"   decoded: {show_spread(f[f'K{K}_fps_decoded'], 1, '.1f')}" if f'K{K}_fps_decoded' in f else ''))
+    for K in (64, 4) if 'K4_fps_compiled' in f else ():
+        pays = break_even(r['imagination_compile_seconds'], 1e3 / f[f'K{K}_fps']['median'], 1e3 / f[f'K{K}_fps_compiled']['median'])
+        lines.append(row(f"  with torch.compile: K={K}", show_spread(f[f'K{K}_fps_compiled'], 1, '.1f', ' frames/s'))
+                     + f"   {show_spread(f[f'K{K}_compiled_speedup'], 1, '.2f', '× eager')}; repays its compile after {pays:,.0f} frames")
+    if 'K4_fps_compiled' in f: lines.append(row("  compiling imagination took", f"{r['imagination_compile_seconds']:.0f} s (the first compiled rollout)"))
     lines += [row("K=4 ÷ K=64 speed-up", show_spread(f['K4_over_K64'], 1, '.1f', '×') + _meets(R, 'K4_over_K64')),
               row(f"rollout {4 * fr} ÷ {fr} frames (KV cache)", show_spread(f['horizon_ratio'], 1, '.2f') + _meets(R, 'horizon_ratio') + '   (4.0 = linear)'),
               f"{'frames':>8}{'activations (MB)':>20}{'KV cache (MB)':>16}{'peak GPU (MB)':>16}"]
@@ -180,7 +193,7 @@ def format_world_model(r:dict)->str:
 class WorldModelBenchConfig(Config):
     "Training FLOP/s against the matmul peak, imagination frames/s for K = 64 and 4, rollout time against horizon, memory against clip length"
     preset:str = 'tiny'                       # the model sizes: a dynamics preset (tiny, small, base)
-    compile:bool = False                      # also time the training step under torch.compile
+    compile:bool = False                      # also time the training step and imagination under torch.compile
     amp:bool = True                           # on CUDA: training steps in bf16 autocast, as training runs, against the bf16 peak (--no-amp: fp32)
     rounds:Count = 5                          # interleaved rounds: each times everything once; figures are medians over them
     min_time:Positive = 3.0                   # seconds per measurement of the training step (imagination: a third of it)

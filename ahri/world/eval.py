@@ -66,11 +66,13 @@ def peak_memory_mb(device)->float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 # %% ../../nbs/34_eval.ipynb #c40c7a7e
-def dynamics_predictor(dyn, tok, K:int, tau_ctx:float=TAU_CTX, context_window:int|None=None, seed:int=0):
+def dynamics_predictor(dyn, tok, K:int, tau_ctx:float=TAU_CTX, context_window:int|None=None, seed:int=0,
+                       compile:str='auto',      # imagination compiled: 'on', 'off', or 'auto' (where `work` repays it, see `imagine`)
+                       work:int|None=None):     # frames the evaluation will imagine in batches of this shape ('auto' only)
     "(frames, latents, actions, H) -> predicted frames, for the dynamics model at K steps"
     def f(frames, z, actions, H):
         g = torch.Generator(z.device).manual_seed(seed)
-        zp = imagine(dyn, z, actions, H, K=K, tau_ctx=tau_ctx, context=context_window, generator=g)
+        zp = imagine(dyn, z, actions, H, K=K, tau_ctx=tau_ctx, context=context_window, generator=g, compile=compile, work=work)
         return tok.decode(zp).float().clamp(0, 1)
     return f
 
@@ -131,9 +133,10 @@ def imagination_fps(dyn, z:torch.Tensor,      # (1, C, ...) context latents
                     actions:torch.Tensor,      # (1, ≥ C+H-1)
                     K:int, horizon:int=32, tau_ctx:float=TAU_CTX,
                     decoder=None,              # e.g. the tokenizer's `decode`: include decoding in the time
-                    min_time:float=0.0)->float: # keep repeating for at least this long (one timed rollout by default)
+                    min_time:float=0.0,        # keep repeating for at least this long (one timed rollout by default)
+                    compile:str='auto')->float: # imagination compiled: 'on', 'off', or 'auto' (see `imagine`)
     "Single-stream frames per second of imagination (and decoding), after one warm-up rollout"
-    run = lambda: imagine(dyn, z, actions, horizon, K=K, tau_ctx=tau_ctx)
+    run = lambda: imagine(dyn, z, actions, horizon, K=K, tau_ctx=tau_ctx, compile=compile)
     f = (lambda: decoder(run())) if decoder is not None else run
     return horizon / time_fn(f, z.device, warmup=1, min_time=min_time, min_reps=1)
 
@@ -198,6 +201,7 @@ class WorldModelEvalConfig(Config):
     seed:int = 0                              # which windows, and the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
+    compile:Literal['off', 'on', 'auto'] = 'auto' # torch.compile imagination: auto (where this evaluation's rollouts repay it, measured here), on, off
     quiet:bool = False                        # no progress bar
     def check(self):
         if self.speed_frames and self.speed_frames > self.horizon: raise ConfigError(f'--speed_frames must be ≤ --horizon ({self.horizon}), got {self.speed_frames}')
@@ -224,9 +228,11 @@ def world_model_predictors(dyn,                  # `open_world_model`'s result
                            tau_ctx:float=TAU_CTX,
                            pixel:str|None=None,  # pixel baseline run (default: none)
                            latent:str|None=None, # latent baseline run (default: none)
-                           seed:int=0)->dict:
+                           seed:int=0,
+                           compile:str='auto',   # the dynamics model's imagination compiled: 'on', 'off', 'auto' (see `imagine`)
+                           work:int|None=None)->dict: # frames each K will imagine per batch shape, for 'auto' (default: one rollout's)
     "name -> predictor: the dynamics model at each K, copy-last-frame, and the baselines given (checked to fit the world model)"
-    preds = {f'dynamics K={k}': dynamics_predictor(dyn.model, dyn.tok.model, k, tau_ctx, seed=seed) for k in Ks}
+    preds = {f'dynamics K={k}': dynamics_predictor(dyn.model, dyn.tok.model, k, tau_ctx, seed=seed, compile=compile, work=work) for k in Ks}
     preds['copy last frame'] = copy_predictor()
     for flag, path in (('pixel', pixel), ('latent', latent)):
         if path:
@@ -247,7 +253,8 @@ def eval_world_model(cfg:WorldModelEvalConfig)->dict:
     tok, store, eps, which = dyn.tok, dyn.store, dyn.eps, dyn.split
     if 'actions' not in store.arrays: raise ValueError(f"{store.root} has no actions")
     lp, why = perceptual_or_reason(dyn.device, cfg.no_lpips, cfg.perceptual)
-    preds = world_model_predictors(dyn, Ks, cfg.tau_ctx, cfg.pixel, cfg.latent, cfg.seed)
+    work = -(-cfg.n // cfg.batch_size) * cfg.horizon                   # frames per K in batches of batch_size (at least)
+    preds = world_model_predictors(dyn, Ks, cfg.tau_ctx, cfg.pixel, cfg.latent, cfg.seed, cfg.compile, work)
     shuffle = tuple(k for k in preds if k.startswith(f'dynamics K={Ks[0]}') or 'baseline' in k)
     res, kept = evaluate_world_models(preds, tok.model, store, eps, cfg.context, cfg.horizon, cfg.n, cfg.batch_size, cfg.seed, shuffle,
                                       lp, dyn.device, progress=None if cfg.quiet else progress_bar)

@@ -4,12 +4,15 @@
 
 # %% ../../nbs/31_rollout.ipynb #c06be759
 from __future__ import annotations
-import torch
+import time, torch
+from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, Dynamics, actions_into_frames
+from ..learner import compile_key, cached_compile_figures, rng_state, set_rng_state, COMPILE_MIN_SECONDS, COMPILE_GAIN
 
 # %% auto #0
-__all__ = ['Imagination', 'imagine', 'imagine_uncached']
+__all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached', 'measure_imagination',
+           'imagination_compile_pays']
 
 # %% ../../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
@@ -18,8 +21,10 @@ class Imagination:
                  K:int=4,                    # denoising steps per frame (a power of two ≤ k_max)
                  tau_ctx:float=TAU_CTX,      # level that finished frames are re-noised to (put on the model's grid)
                  context:int|None=None,      # frames of context each frame attends to (None: all)
-                 generator:torch.Generator|None=None): # for all noise (ε of new frames and of re-noising)
+                 generator:torch.Generator|None=None, # for all noise (ε of new frames and of re-noising)
+                 compile:bool=False):        # denoise with `torch.compile(model)` (see "Compiled imagination" below)
         self.model, self.g, self.context = model, generator, context
+        self.net = torch.compile(model, dynamic=True) if compile else model     # dynamic: the cache grows every frame
         self.tau_ctx = context_level(tau_ctx, model.k_max)
         self.set_K(K)
 
@@ -47,6 +52,10 @@ def _prime(self:Imagination, z:torch.Tensor,           # (B, C, *latent_shape) c
 
 Imagination.prime = _prime
 
+def compile_room():
+    "Room for the graphs a compiled rollout needs: with and without a commit, as the cache's buffers grow and slide, batch 1 and more"
+    return torch._dynamo.config.patch(recompile_limit=32)
+
 def _cat_actions(first:tuple, second:tuple)->tuple:
     "Concatenate two frames' (actions, mask) along time; an unlabeled side (None) becomes zeros with mask False"
     (a1, m1), (a2, m2) = first, second
@@ -59,23 +68,30 @@ def _cat_actions(first:tuple, second:tuple)->tuple:
 def _step(self:Imagination, action:torch.Tensor|None=None # (B,) or (B, A): the action taken at the newest frame (None: unlabeled)
          )->torch.Tensor:                                 # (B, *latent_shape), the next frame's latent
     "Imagine one more frame"
-    m, K = self.model, self.K
+    m, net = self.model, self.net
     shape = (self.B, 1, *m.latent_shape)
     x = torch.randn(shape, generator=self.g, device=self.device)
     renoise = torch.randn(shape, generator=self.g, device=self.device)
     a = None if action is None else action.reshape(self.B, 1, *action.shape[1:])
     mask = None if a is None else torch.ones(self.B, 1, dtype=torch.bool, device=self.device)
+    with compile_room() if net is not m else nullcontext():
+        x = _denoise(self, x, a, mask)
+    self.pending = (corrupt_context(x, self.tau_ctx, noise=renoise)[0], a, mask)
+    return m.denormalize(x[:, 0])
+
+def _denoise(self:Imagination, x, a, mask):
+    "K steps of the new frame x from τ = 1 to 0 (the first also commits the pending frame)"
+    m, net, K = self.model, self.net, self.K
     for i, (t, tn) in enumerate(zip(self.taus[:-1], self.taus[1:])):
         tau, d = self._full(t), self._full(1 / K)
         if i == 0 and self.pending is not None:                       # commit the previous frame in the same pass
             px, pa, pm = self.pending
             acts, masks = _cat_actions((pa, pm), (a, mask))
-            pred = m(torch.cat([px, x], 1), torch.cat([self._full(self.tau_ctx), tau], 1), torch.cat([self._full(1 / m.k_max), d], 1),
-                     acts, masks, cache=self.cache, commit=1)[:, 1:]
-        else: pred = m(x, tau, d, a, mask, cache=self.cache)
+            pred = net(torch.cat([px, x], 1), torch.cat([self._full(self.tau_ctx), tau], 1), torch.cat([self._full(1 / m.k_max), d], 1),
+                       acts, masks, cache=self.cache, commit=1)[:, 1:]
+        else: pred = net(x, tau, d, a, mask, cache=self.cache)
         x = euler_step(x, pred, tau, self._full(tn))
-    self.pending = (corrupt_context(x, self.tau_ctx, noise=renoise)[0], a, mask)
-    return m.denormalize(x[:, 0])
+    return x
 
 Imagination.step = _step
 
@@ -88,10 +104,15 @@ def _check_actions(actions, C:int, H:int):
 def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context latents
             actions:torch.Tensor|None,      # (B, ≥ C+H-1): actions taken at frames 0…C+H-2 (None: action-free)
             horizon:int,                    # frames to imagine
-            K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None)->torch.Tensor: # (B, H, *latent_shape)
+            K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None,
+            compile:str='auto',             # 'on', 'off', or 'auto': compiled where `imagination_compile_pays` says so
+            work:int|None=None              # frames of this shape the caller will imagine in all ('auto' only; default `horizon`)
+           )->torch.Tensor:                 # (B, H, *latent_shape)
     "Imagine `horizon` frames after the context, with a KV cache"
     C = z.shape[1]; _check_actions(actions, C, horizon)
-    im = Imagination(model, K, tau_ctx, context, generator).prime(z, None if actions is None else actions[:, :C - 1])
+    if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
+    compiled = compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work)
+    im = Imagination(model, K, tau_ctx, context, generator, compiled).prime(z, None if actions is None else actions[:, :C - 1])
     return torch.stack([im.step(None if actions is None else actions[:, C - 1 + h]) for h in range(horizon)], 1)
 
 @torch.no_grad()
@@ -115,3 +136,35 @@ def imagine_uncached(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, 
         out.append(m.denormalize(xh[:, 0]))
         seq = torch.cat([seq, corrupt_context(xh, tc, noise=renoise)[0]], 1)
     return torch.stack(out, 1)
+
+IMAGINE_MIN_PASSES = 10_000  # 'auto' never compiles imagination that makes fewer model passes (frames × K) in all
+
+def measure_imagination(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
+                        tau_ctx:float=TAU_CTX, context:int|None=None,
+                        compiled:bool=True   # False: the eager figure only (no compiling)
+                       )->dict:              # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per frame; the first compiled rollout's seconds
+    "Seconds per imagined frame of this rollout, eager (after a warm-up) and compiled; every random generator is put back"
+    dev, rng = z.device, rng_state()
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    def seconds(mode):
+        sync(); t = time.perf_counter()
+        imagine(model, z, actions, horizon, K, tau_ctx, context, torch.Generator(dev).manual_seed(0), compile=mode)
+        sync(); return time.perf_counter() - t
+    try:
+        seconds('off'); out = {'eager_s': seconds('off') / horizon}
+        return out | ({'compile_s': seconds('on'), 'compiled_s': seconds('on') / horizon} if compiled else {})
+    finally: set_rng_state(rng)
+
+def imagination_compile_pays(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
+                             tau_ctx:float=TAU_CTX, context:int|None=None,
+                             work:int|None=None   # frames of this shape to imagine in all (default `horizon`)
+                            )->bool:
+    "Whether compiling repays itself over `work` frames of rollouts shaped like this one (the figures: measured once, cached)"
+    work = horizon if work is None else work
+    if work * K < IMAGINE_MIN_PASSES: return False
+    C = z.shape[1]; acts = None if actions is None else actions[:, :C + horizon - 1]
+    key = compile_key(model, [z] + ([acts] if acts is not None else []), z.device) + f'|imagine K={K} horizon={horizon} window={context} tau_ctx={tau_ctx}'
+    fig = lambda compiled: lambda: measure_imagination(model, z, acts, horizon, K, tau_ctx, context, compiled)
+    c = cached_compile_figures(key, fig(False), fig(True), lambda c: work * c['eager_s'] >= COMPILE_MIN_SECONDS)
+    return ('compiled_s' in c and 'error' not in c and work * c['eager_s'] >= COMPILE_MIN_SECONDS
+            and c['eager_s'] >= COMPILE_GAIN * c['compiled_s'] and work * (c['eager_s'] - c['compiled_s']) >= c['compile_s'])
