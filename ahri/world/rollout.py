@@ -8,6 +8,7 @@ import time, torch
 from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, Dynamics, actions_into_frames
+from ..bench import sync
 from ..learner import compile_key, cached_compile_figures, rng_state, set_rng_state, COMPILE_MIN_SECONDS, COMPILE_GAIN
 
 # %% auto #0
@@ -147,11 +148,10 @@ def measure_imagination(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|Non
     2-frame warm-up), eager and compiled; compiling runs the whole horizon, so that every graph it needs is built.
     Every random generator is put back"""
     dev, rng, n = z.device, rng_state(), min(horizon, 16)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
     def seconds(mode, h):
-        sync(); t = time.perf_counter()
+        sync(dev); t = time.perf_counter()
         imagine(model, z, actions, h, K, tau_ctx, context, torch.Generator(dev).manual_seed(0), compile=mode)
-        sync(); return time.perf_counter() - t
+        sync(dev); return time.perf_counter() - t
     try:
         seconds('off', min(horizon, 2)); out = {'eager_s': seconds('off', n) / n}
         return out | ({'compile_s': seconds('on', horizon), 'compiled_s': seconds('on', n) / n} if compiled else {})
