@@ -23,7 +23,7 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
-           'cached_compile_figures', 'compile_pays']
+           'cached_compile_figures', 'compile_wins', 'compile_pays']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -387,32 +387,39 @@ def measure_compile(model:nn.Module, loss_fn, batch, device, steps:int=3, amp:bo
 def cached_compile_figures(key:str,                    # what the figures depend on (`compile_key`, and more where needed)
                            eager:Callable[[], dict],       # measures {'eager_s'}: cheap, no compiling
                            compiled:Callable[[], dict],    # measures {'compiled_s', 'compile_s'}: compiles
-                           worth:Callable[[dict], bool]    # given the figures so far: whether compiling could pay at all
-                          )->dict:                         # the figures; 'error' where compiling failed here
+                           units:int                       # steps (frames) the work has: compiled figures are measured only if
+                          )->dict:                         # their eager time reaches `COMPILE_MIN_SECONDS`; 'error' where compiling failed
     """A key's compile figures from the cache (`$AHRI_CACHE`), measuring on a miss: the eager figure always, the
-    compiled one only where `worth` says so. Each is measured once per key, so every answer is the same later"""
+    compiled one only for work long enough to repay compiling. Each is measured once per key, so every answer is the
+    same later"""
     path = _cache_path()
     try: cache = json.loads(path.read_text())
     except (OSError, ValueError): cache = {}
     c, before = dict(cache.get(key, {})), cache.get(key)
     try:
         if 'eager_s' not in c: c |= eager()
-        if worth(c) and 'compiled_s' not in c and 'error' not in c: c |= compiled()
+        if units * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c: c |= compiled()
     except Exception as e: c['error'] = f'{type(e).__name__}: {e}'[:300]           # compiling failed here: stay eager
     if c != before: cache[key] = c; atomic_write_json(path, cache)
     return c
 
+def compile_wins(c:dict,        # `cached_compile_figures`'s result
+                 units:int      # steps (frames) the work has
+                )->bool:
+    """The verdict on cached figures: the eager work takes `COMPILE_MIN_SECONDS`, the compiled unit is `COMPILE_GAIN`
+    times faster, and the time saved over the work repays the seconds compiling took"""
+    return ('error' not in c and 'compiled_s' in c and units * c['eager_s'] >= COMPILE_MIN_SECONDS
+            and c['eager_s'] >= COMPILE_GAIN * c['compiled_s'] and units * (c['eager_s'] - c['compiled_s']) >= c['compile_s'])
+
 def compile_pays(model:nn.Module, loss_fn, batch, device, amp:bool=True,
                  steps:int=COMPILE_MIN_STEPS  # steps the run has left
                 )->bool:
-    """Whether compiling pays for a run of `steps` more steps here: its eager steps must take `COMPILE_MIN_SECONDS`
-    and the compiled step must be `COMPILE_GAIN` faster. Each figure is measured once per key and cached, so the
-    answer for a given run length is the same every time it is asked"""
+    """Whether compiling pays for a run of `steps` more steps here (`compile_wins`). Each figure is measured once per
+    key and cached, so the answer for a given run length is the same every time it is asked"""
     c = cached_compile_figures(compile_key(model, batch, device),
                                lambda: measure_compile(model, loss_fn, batch, device, amp=amp, compiled=False),
-                               lambda: measure_compile(model, loss_fn, batch, device, amp=amp),
-                               lambda c: steps * c['eager_s'] >= COMPILE_MIN_SECONDS)
-    return 'error' not in c and steps * c['eager_s'] >= COMPILE_MIN_SECONDS and c['eager_s'] >= COMPILE_GAIN * c['compiled_s']
+                               lambda: measure_compile(model, loss_fn, batch, device, amp=amp), steps)
+    return compile_wins(c, steps)
 
 def _use_compile(self:Learner)->bool:
     "This run's mode, when it starts: `cfg.compile`, with 'auto' decided by `COMPILE_MIN_STEPS` and `compile_pays`"

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, Dynamics, actions_into_frames
 from ..bench import sync
-from ..learner import compile_key, cached_compile_figures, rng_state, set_rng_state, COMPILE_MIN_SECONDS, COMPILE_GAIN
+from ..learner import compile_key, cached_compile_figures, compile_wins, rng_state, set_rng_state
 
 # %% auto #0
 __all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached', 'measure_imagination',
@@ -167,6 +167,4 @@ def imagination_compile_pays(model:Dynamics, z:torch.Tensor, actions:torch.Tenso
     C = z.shape[1]; acts = None if actions is None else actions[:, :C + horizon - 1]
     key = compile_key(model, [z] + ([acts] if acts is not None else []), z.device) + f'|imagine K={K} horizon={horizon} window={context} tau_ctx={tau_ctx}'
     fig = lambda compiled: lambda: measure_imagination(model, z, acts, horizon, K, tau_ctx, context, compiled)
-    c = cached_compile_figures(key, fig(False), fig(True), lambda c: work * c['eager_s'] >= COMPILE_MIN_SECONDS)
-    return ('compiled_s' in c and 'error' not in c and work * c['eager_s'] >= COMPILE_MIN_SECONDS
-            and c['eager_s'] >= COMPILE_GAIN * c['compiled_s'] and work * (c['eager_s'] - c['compiled_s']) >= c['compile_s'])
+    return compile_wins(cached_compile_figures(key, fig(False), fig(True), work), work)
