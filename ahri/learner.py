@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_learner.ipynb #c12c1f83
 from __future__ import annotations
-import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings
+import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings, logging
 from contextlib import nullcontext, contextmanager
 from typing import Callable
 from pathlib import Path
@@ -398,7 +398,9 @@ def cached_compile_figures(key:str,                    # what the figures depend
     c, before = dict(cache.get(key, {})), cache.get(key)
     try:
         if 'eager_s' not in c: c |= eager()
-        if units * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c: c |= compiled()
+        if units * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c:
+            logging.getLogger('ahri').info('measuring torch.compile here (it compiles: seconds to minutes, once per machine and shape)')
+            c |= compiled()
     except Exception as e: c['error'] = f'{type(e).__name__}: {e}'[:300]           # compiling failed here: stay eager
     if c != before: cache[key] = c; atomic_write_json(path, cache)
     return c

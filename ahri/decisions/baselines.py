@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from ..world.rollout import Imagination
+from ..world.rollout import imagine
 from .heads import WorldAgent
 from ..flow import corrupt_context, euler_step, TAU_CTX
 from .guided import Decision, OBJECTIVES, predicted
@@ -36,11 +36,13 @@ class PolicyController:
 @torch.no_grad()
 def imagine_and_score(agent:WorldAgent, z:torch.Tensor,   # (1, C, *latent_shape) context latents, tokenizer space
                       actions:torch.Tensor,               # (P, H, A) candidate action sequences (the first is taken at the newest frame)
-                      K:int=4, objective:str='any', generator=None)->tuple: # (values (P,), rewards (P, H), latents (P, H, …), passes per candidate)
+                      K:int=4, objective:str='any', generator=None,
+                      compile:str='auto',                 # imagination compiled: 'on', 'off', or 'auto' (where `work` repays it, see `imagine`)
+                      work:int|None=None                  # frames of this shape (P candidates) the caller will imagine in all (default H)
+                     )->tuple:                            # (values (P,), rewards (P, H), latents (P, H, …), passes per candidate)
     "Imagine each candidate's H frames and score them with the reward head"
     m = agent.dynamics; P, H = actions.shape[:2]; C = z.shape[1]
-    im = Imagination(m, K, generator=generator).prime(z.expand(P, *z.shape[1:]))
-    lat = torch.stack([im.step(actions[:, h]) for h in range(H)], 1)
+    lat = imagine(m, z.expand(P, *z.shape[1:]), actions, H, K, generator=generator, compile=compile, work=work, context_actions=False)
     x = m.normalize(torch.cat([z.expand(P, *z.shape[1:]).float(), lat], 1)); lo = torch.full(x.shape[:2], 1 / m.k_max, device=x.device)
     acts = torch.cat([torch.zeros_like(actions[:, :1]).expand(P, C, *actions.shape[2:]), actions], 1)[:, :C + H]
     mask = torch.zeros(acts.shape[:2], dtype=torch.bool, device=x.device); mask[:, C:] = True
@@ -52,16 +54,20 @@ class ShootingController:
     "CEM or MPPI over action sequences, imagined by the dynamics model and scored by the reward head"
     def __init__(self, agent:WorldAgent, method:str='cem',   # 'cem' or 'mppi'
                  horizon:int=16, population:int=64, iterations:int=3, elites:int=8, temperature:float=0.1,
-                 std:float=0.6, K:int=4, every:int=4, objective:str='any', seed:int=0):
+                 std:float=0.6, K:int=4, every:int=4, objective:str='any', seed:int=0,
+                 compile:str='auto',      # imagination compiled: 'on', 'off', or 'auto' (where the caller's `decisions` repay it)
+                 decisions:int=1):        # decisions the caller will ask of controllers like this one in all (an evaluation: all its episodes')
         if method not in ('cem', 'mppi'): raise ValueError(f"method must be 'cem' or 'mppi', got {method!r}")
+        if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
         self.agent, self.method, self.H, self.P, self.I, self.E = agent, method, horizon, population, iterations, min(elites, population)
+        self.compile, self.work = compile, decisions * iterations * horizon            # frames imagined at batch `population` in all
         self.temp, self.std, self.K, self.every, self.objective = temperature, std, K, every, objective
         self.dev = next(agent.parameters()).device; self.gen = torch.Generator(self.dev).manual_seed(seed)
         A = agent.action_dim; self.mean = torch.zeros(horizon, A, device=self.dev)
 
     def score(self, z:torch.Tensor, a:torch.Tensor)->tuple: # `imagine_and_score`'s (values, rewards, latents, passes per candidate)
         "Imagine the candidates `a` (P, H, A) from the context `z` and score them (a subclass may score them otherwise)"
-        return imagine_and_score(self.agent, z, a, self.K, self.objective, self.gen)
+        return imagine_and_score(self.agent, z, a, self.K, self.objective, self.gen, self.compile, self.work)
 
     def __call__(self, z:torch.Tensor)->Decision:
         mu, sd, passes = self.mean, torch.full_like(self.mean, self.std), 0

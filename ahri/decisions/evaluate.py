@@ -4,7 +4,7 @@
 
 # %% ../../nbs/74_evaluate.ipynb #74a0c1e05
 from __future__ import annotations
-import hashlib, json, time
+import hashlib, json, math, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -25,56 +25,61 @@ from ..planners.maze2d import astar_maker, planner_maker
 from ..planners.train import open_planner
 
 # %% auto #0
-__all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', 'guide_config', 'PixelMazeEvalConfig',
-           'pixelmaze_source', 'summarise', 'format_pixelmaze', 'plan_video', 'eval_pixelmaze', 'PixelMazeBenchConfig',
-           'bench_pixelmaze', 'format_bench_pixelmaze']
+__all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', 'planned_decisions', 'guide_config',
+           'PixelMazeEvalConfig', 'pixelmaze_source', 'summarise', 'format_pixelmaze', 'plan_video', 'eval_pixelmaze',
+           'PixelMazeBenchConfig', 'bench_pixelmaze', 'format_bench_pixelmaze']
 
 # %% ../../nbs/74_evaluate.ipynb #74a0c1e06
 METHODS = {}
 
 def method(name:str, what:str):
-    "Register a method: f(agent, cfg, layout) -> make(seed) -> the controller of one episode"
+    "Register a method: f(agent, cfg, env) -> make(seed) -> the controller of one episode in `env` (a `PixelMaze`)"
     def reg(f): METHODS[name] = (f, what); return f
     return reg
+
+def planned_decisions(cfg, env:PixelMaze)->int:
+    "Decisions of one method in the whole evaluation: every episode runs to the layout's step limit, `cfg.every` frames per decision"
+    return cfg.episodes * len(cfg.seeds) * math.ceil(math.ceil(env.max_steps / env.frameskip) / cfg.every)
 
 def guide_config(cfg, **over)->GuideConfig:
     "The evaluation's guided-planning settings as a `GuideConfig`, with some changed"
     return GuideConfig(**{**dict(horizon=cfg.horizon, calls=cfg.calls, schedule=cfg.schedule, scale=cfg.scale, tokens=cfg.tokens,
                                  objective=cfg.objective, mc=cfg.mc), **over})
 
-method('random', 'uniform random actions')(lambda a, c, l: lambda s: RandomController(a.action_dim, c.every, s))
-method('bc', 'the policy head (goal-conditioned behaviour cloning)')(lambda a, c, l: lambda s: PolicyController(a))
-method('unguided', 'diffusion forcing without guidance')(lambda a, c, l: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s))
+method('random', 'uniform random actions')(lambda a, c, e: lambda s: RandomController(a.action_dim, c.every, s))
+method('bc', 'the policy head (goal-conditioned behaviour cloning)')(lambda a, c, e: lambda s: PolicyController(a))
+method('unguided', 'diffusion forcing without guidance')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s))
 method('select', 'sample --select plans, keep the best by the reward head')(
-    lambda a, c, l: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
-method('guided', 'guided latent planning')(lambda a, c, l: lambda s: GuidedController(a, guide_config(c), c.every, s))
+    lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
+method('guided', 'guided latent planning')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c), c.every, s))
 
 @method('joint', 'guided latent planning, the actions diffused with the plan as joint action tokens')
-def _joint(a, c, layout:str):
+def _joint(a, c, env:PixelMaze):
     if not a.dynamics.joint: raise ValueError(f"--methods joint needs a world model with joint action tokens; {c.heads} has none (ahri_train_dynamics --joint_frac)")
     return lambda s: GuidedController(a, guide_config(c, actions='joint'), c.every, s)
 
 for _m in ('cem', 'mppi'):
     method(_m, f"{_m.upper()} over action sequences")(
-        lambda a, c, l, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
-                                                            objective=c.objective, seed=s))
+        lambda a, c, e, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
+                                                            objective=c.objective, seed=s, compile=c.compile,
+                                                            decisions=planned_decisions(c, e)))
 method('grad', 'gradient ascent on actions through the imagined frames')(
-    lambda a, c, l: lambda s: GradientController(a, c.shoot_horizon, c.grad_steps, c.grad_lr, c.grad_samples, c.K, every=c.every,
+    lambda a, c, e: lambda s: GradientController(a, c.shoot_horizon, c.grad_steps, c.grad_lr, c.grad_samples, c.K, every=c.every,
                                                   objective=c.objective, seed=s))
 method('astar', 'privileged: A* on the true map and state, and the path follower')(
-    lambda a, c, l: lambda s: StateController(astar_maker(pointmaze_layout(l).occ)))
+    lambda a, c, e: lambda s: StateController(astar_maker(e.layout.occ)))
 
 @method('two_stage', "privileged: ahri's two-stage diffusion planner in state space (--planner), and the path follower")
-def _two_stage(a, c, layout:str):
+def _two_stage(a, c, env:PixelMaze):
     pl = open_planner(c.planner, c.device)
-    if pl.p.get('layout') != layout: raise ValueError(f"{c.planner} plans in {pl.p.get('layout') or 'random mazes'}, not in PixelMaze's {layout} layout")
-    return lambda s: StateController(planner_maker(pl, pointmaze_layout(layout).occ, 'two_stage', seed=s))
+    if pl.p.get('layout') != env.name: raise ValueError(f"{c.planner} plans in {pl.p.get('layout') or 'random mazes'}, not in PixelMaze's {env.name} layout")
+    return lambda s: StateController(planner_maker(pl, env.layout.occ, 'two_stage', seed=s))
 
 # %% ../../nbs/74_evaluate.ipynb #74a0c1e07
 @dataclass(kw_only=True)
 class PixelMazeEvalConfig(Config):
     "Closed-loop PixelMaze evaluation of planners inside a world model: success, score, first reach, wall crossings, exploitation gap, cost per decision"
-    volatile:ClassVar = ('out', 'device', 'threads', 'quiet', 'video')
+    volatile:ClassVar = ('out', 'device', 'threads', 'quiet', 'video', 'compile')
     heads:str                                 # a heads run (ahri_train_heads, or heads/ of ahri_pixelmaze_world)
     methods:list[str] = ('random', 'bc', 'unguided', 'select', 'guided', 'cem', 'mppi', 'grad', 'astar') # methods to run (see METHODS; two_stage needs --planner, joint a world model with joint action tokens)
     episodes:Count = 100                      # episodes per seed
@@ -93,6 +98,7 @@ class PixelMazeEvalConfig(Config):
     population:Count = 64                     # CEM/MPPI: candidates per iteration
     iterations:Count = 3                      # CEM/MPPI: iterations per decision
     K:Count = 4                               # CEM/MPPI: denoising steps per imagined frame; grad: denoiser calls per imagination
+    compile:Literal['off', 'on', 'auto'] = 'auto' # CEM/MPPI: torch.compile imagination: auto (where this evaluation's decisions repay it, measured once per machine), on, off
     grad_steps:Count = 8                      # grad: gradient steps per decision (over --shoot_horizon frames)
     grad_lr:Positive = 0.2                    # grad: Adam step size on the actions
     grad_samples:Count = 2                    # grad: action sequences optimised together (the best is executed)
@@ -175,7 +181,8 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
     "Run (or finish) the evaluation; returns the report written to results.json and table.md"
     cfg = resolve(cfg); set_threads(cfg.threads)
     o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
-    makers = {name: METHODS[name][0](o.model, cfg, layout) for name in cfg.methods}     # a method that cannot run fails before anything is written
+    env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
+    makers = {name: METHODS[name][0](o.model, cfg, env) for name in cfg.methods}        # a method that cannot run fails before anything is written
     out = Path(cfg.out) if cfg.out else run_folder(o.ckpt) / 'eval_pixelmaze'; (out / 'parts').mkdir(parents=True, exist_ok=True)
     canvas = MazeCanvas(pointmaze_layout(layout).occ, o.tok.run['img']); read = PixelReader(o.tok.model, canvas)
     vl, vp = probe_data(o, o.eps)                  # how well the reader finds the agent in decoded real latents (lost: infinitely far)
@@ -197,8 +204,7 @@ def eval_pixelmaze(cfg:PixelMazeEvalConfig)->dict:
             per_seed.append(r)
         rep['methods'][name] = summarise(per_seed)
     if cfg.video and 'guided' in cfg.methods:
-        env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
-        ep = run_pixelmaze(env, o.tok.model, METHODS['guided'][0](o.model, cfg, layout)(10_000), 10_000, cfg.context, record=True)
+        ep = run_pixelmaze(env, o.tok.model, METHODS['guided'][0](o.model, cfg, env)(10_000), 10_000, cfg.context, record=True)
         v = plan_video(ep, o.tok.model.decode)
         for ext in ('mp4', 'gif'): write_video(v, out / f'guided.{ext}')
         rep['video'] = {'success': ep['success'], 'frames': len(v)}
@@ -218,11 +224,12 @@ class PixelMazeBenchConfig(PixelMazeEvalConfig):
 def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
     "Per method: ms per decision (batch 1), forward and backward passes; the guided/CEM and guided/MPPI pass ratios"
     cfg = resolve(cfg); set_threads(cfg.threads)
-    o = open_agent(cfg.heads, device=cfg.device); layout, _ = pixelmaze_source(o.store)
+    o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
+    env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
     z = torch.from_numpy(np.array(probe_data(o, o.eps[:1])[0][:cfg.context]))[None].to(o.device)
     res = {}
     for name in cfg.methods:
-        ctl = METHODS[name][0](o.model, cfg, layout)(0)
+        ctl = METHODS[name][0](o.model, cfg, env)(0)
         if getattr(ctl, 'privileged', False): continue              # no world model: nothing of this benchmark's to measure
         d = ctl(z)
         res[name] = {'ms': 1000 * time_fn(lambda: ctl(z), o.device, warmup=1, min_time=cfg.min_time), 'forward': d.forward, 'backward': d.backward}

@@ -169,7 +169,7 @@ def plan_explorer(ckpt:str, device=None, seed:int=0)->W.Widget:
 class PixelMazePlans:
     "Closed-loop PixelMaze episodes of one method with a world model's heads run, recorded (the viewer's state, without a widget)"
     def __init__(self, heads:str, device=None, **settings): # settings: `PixelMazeEvalConfig` fields (K, horizon, scale, …)
-        self.cfg = resolve(PixelMazeEvalConfig(heads=heads, device=device, quiet=True, **settings))
+        self.cfg = resolve(PixelMazeEvalConfig(heads=heads, device=device, quiet=True, **{'episodes': 1, 'seeds': [0], **settings})) # one episode per run: the work its planners declare
         self.o = open_agent(heads, device=device); self.layout, self.frameskip = pixelmaze_source(self.o.store)
         self.occ = pointmaze_layout(self.layout).occ
 
@@ -180,7 +180,7 @@ class PixelMazePlans:
         for name, v in (('start', start), ('goal', goal)):
             if v is not None and self.occ[v]: raise ValueError(f"the {name} cell {tuple(v)} is a wall")
         env = PixelMaze(self.layout, size=self.o.tok.run['img'], frameskip=self.frameskip)
-        make = METHODS[method][0](self.o.model, self.cfg, self.layout)
+        make = METHODS[method][0](self.o.model, self.cfg, env)
         g = None if goal is None else (goal[1] + 0.5, goal[0] + 0.5)
         ep = run_pixelmaze(env, self.o.tok.model, make(seed), seed, self.cfg.context, start, g, record=True)
         ep['video'] = plan_video(ep, self.o.tok.model.decode, scale=1); ep['method'] = method

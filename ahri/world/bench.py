@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from ..core import default_device, set_threads, atomic_write_json
 from ..learner import amp_context, compiled_step_context
-from ..config import Config, Count, Positive, Device, resolve, command, help_problems
+from ..config import Config, Count, Positive, Device, resolve, command, help_problems, log
 from ..bench import sync, time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting, break_even
 from .dynamics import Dynamics, dynamics_loss, KVCache
 from .rollout import imagine
@@ -81,6 +81,7 @@ def imagination_measures(model:Dynamics, frames:int=16, decoder=None, n_actions:
     if decoder is not None: m |= {'K64_fps_decoded': fps(64, decoder), 'K4_fps_decoded': fps(4, decoder)}
     m |= {'rollout_short_s': lambda: rollout(frames), 'rollout_long_s': lambda: rollout(4 * frames)}
     if not compile: return m, None
+    log.info(f'compiling imagination: the first compiled rollout of {frames} frames')
     model.eval(); sync(dev); t0 = time.perf_counter(); imagine(model, z, a, frames, K=4, compile='on'); sync(dev)
     return m | {'K64_fps_compiled': fps(64, mode='on'), 'K4_fps_compiled': fps(4, mode='on')}, time.perf_counter() - t0
 
@@ -137,6 +138,7 @@ def bench_world_model(device, preset:str='tiny',
     d = {'utilisation': lambda f: flops / f['train_s'] / f['peak']}
     compile_s = None
     if compile:
+        log.info('compiling the training step (seconds to minutes: tens of seconds on a CPU with a warm inductor cache)')
         cstep, _, compile_s = training_step(model, B, T, flop_steps=0, compile=True, amp=amp)
         m['train_compiled_s'] = lambda: time_fn(cstep, device, warmup=1, min_time=min_time)
         d |= {'utilisation_compiled': lambda f: flops / f['train_compiled_s'] / f['peak'], 'compiled_speedup': lambda f: f['train_s'] / f['train_compiled_s']}

@@ -97,8 +97,11 @@ def _denoise(self:Imagination, x, a, mask):
 Imagination.step = _step
 
 # %% ../../nbs/31_rollout.ipynb #5358df7b
-def _check_actions(actions, C:int, H:int):
-    if actions is not None and actions.shape[1] < C + H - 1:
+def _check_actions(actions, C:int, H:int, context_actions:bool=True):
+    if actions is None: return
+    if not context_actions:
+        if actions.shape[1] < H: raise ValueError(f"horizon {H} needs {H} actions (taken from the newest context frame on), got {actions.shape[1]}")
+    elif actions.shape[1] < C + H - 1:
         raise ValueError(f"{C} context frames and horizon {H} need {C + H - 1} actions (taken at frames 0…{C + H - 2}), got {actions.shape[1]}")
 
 @torch.no_grad()
@@ -107,14 +110,16 @@ def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context late
             horizon:int,                    # frames to imagine
             K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None,
             compile:str='auto',             # 'on', 'off', or 'auto': compiled where `imagination_compile_pays` says so
-            work:int|None=None              # frames of this shape the caller will imagine in all ('auto' only; default `horizon`)
+            work:int|None=None,             # frames of this shape the caller will imagine in all ('auto' only; default `horizon`)
+            context_actions:bool=True       # False: the context is unlabeled and `actions` (B, ≥ H) start at its newest frame
            )->torch.Tensor:                 # (B, H, *latent_shape)
     "Imagine `horizon` frames after the context, with a KV cache"
-    C = z.shape[1]; _check_actions(actions, C, horizon)
+    C = z.shape[1]; _check_actions(actions, C, horizon, context_actions)
     if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
-    compiled = compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work)
-    im = Imagination(model, K, tau_ctx, context, generator, compiled).prime(z, None if actions is None else actions[:, :C - 1])
-    return torch.stack([im.step(None if actions is None else actions[:, C - 1 + h]) for h in range(horizon)], 1)
+    compiled = compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
+    labeled = actions is not None and context_actions; first = C - 1 if labeled else 0     # where the newest frame's action is
+    im = Imagination(model, K, tau_ctx, context, generator, compiled).prime(z, actions[:, :C - 1] if labeled else None)
+    return torch.stack([im.step(None if actions is None else actions[:, first + h]) for h in range(horizon)], 1)
 
 @torch.no_grad()
 def imagine_uncached(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int,
@@ -142,7 +147,8 @@ IMAGINE_MIN_PASSES = 10_000  # 'auto' never compiles imagination that makes fewe
 
 def measure_imagination(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
                         tau_ctx:float=TAU_CTX, context:int|None=None,
-                        compiled:bool=True   # False: the eager figure only (no compiling)
+                        compiled:bool=True,  # False: the eager figure only (no compiling)
+                        context_actions:bool=True # as `imagine`'s
                        )->dict:              # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per frame; the first compiled rollout's seconds
     """Seconds per imagined frame of rollouts shaped like this one (timed over its first 16 frames at most, after a
     2-frame warm-up), eager and compiled; compiling runs the whole horizon, so that every graph it needs is built.
@@ -150,7 +156,7 @@ def measure_imagination(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|Non
     dev, rng, n = z.device, rng_state(), min(horizon, 16)
     def seconds(mode, h):
         sync(dev); t = time.perf_counter()
-        imagine(model, z, actions, h, K, tau_ctx, context, torch.Generator(dev).manual_seed(0), compile=mode)
+        imagine(model, z, actions, h, K, tau_ctx, context, torch.Generator(dev).manual_seed(0), compile=mode, context_actions=context_actions)
         sync(dev); return time.perf_counter() - t
     try:
         seconds('off', min(horizon, 2)); out = {'eager_s': seconds('off', n) / n}
@@ -159,12 +165,14 @@ def measure_imagination(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|Non
 
 def imagination_compile_pays(model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
                              tau_ctx:float=TAU_CTX, context:int|None=None,
-                             work:int|None=None   # frames of this shape to imagine in all (default `horizon`)
+                             work:int|None=None,  # frames of this shape to imagine in all (default `horizon`)
+                             context_actions:bool=True # as `imagine`'s
                             )->bool:
     "Whether compiling repays itself over `work` frames of rollouts shaped like this one (the figures: measured once, cached)"
     work = horizon if work is None else work
     if work * K < IMAGINE_MIN_PASSES: return False
-    C = z.shape[1]; acts = None if actions is None else actions[:, :C + horizon - 1]
-    key = compile_key(model, [z] + ([acts] if acts is not None else []), z.device) + f'|imagine K={K} horizon={horizon} window={context} tau_ctx={tau_ctx}'
-    fig = lambda compiled: lambda: measure_imagination(model, z, acts, horizon, K, tau_ctx, context, compiled)
+    C = z.shape[1]; acts = None if actions is None else actions[:, :C + horizon - 1 if context_actions else horizon]
+    key = (compile_key(model, [z] + ([acts] if acts is not None else []), z.device) + f'|imagine K={K} horizon={horizon} window={context} tau_ctx={tau_ctx}'
+           + ('' if context_actions or acts is None else ' unlabeled context'))
+    fig = lambda compiled: lambda: measure_imagination(model, z, acts, horizon, K, tau_ctx, context, compiled, context_actions)
     return compile_wins(cached_compile_figures(key, fig(False), fig(True), work), work)
