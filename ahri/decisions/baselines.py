@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from ..world.rollout import imagine
+from ..world.rollout import imagine, imagination_compiled
 from .heads import WorldAgent
 from ..flow import corrupt_context, euler_step, TAU_CTX
 from .guided import Decision, OBJECTIVES, predicted
@@ -64,6 +64,11 @@ class ShootingController:
         self.temp, self.std, self.K, self.every, self.objective = temperature, std, K, every, objective
         self.dev = next(agent.parameters()).device; self.gen = torch.Generator(self.dev).manual_seed(seed)
         A = agent.action_dim; self.mean = torch.zeros(horizon, A, device=self.dev)
+
+    def compiled(self, z:torch.Tensor)->bool:
+        "Whether this controller's imagination from the context `z` runs compiled"
+        m, zp = self.agent.dynamics, z.expand(self.P, *z.shape[1:])
+        return imagination_compiled(self.compile, m, zp, self.mean.expand(self.P, *self.mean.shape), self.H, self.K, work=self.work, context_actions=False)
 
     def score(self, z:torch.Tensor, a:torch.Tensor)->tuple: # `imagine_and_score`'s (values, rewards, latents, passes per candidate)
         "Imagine the candidates `a` (P, H, A) from the context `z` and score them (a subclass may score them otherwise)"

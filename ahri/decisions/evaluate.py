@@ -222,7 +222,7 @@ class PixelMazeBenchConfig(PixelMazeEvalConfig):
     min_time:Positive = 3.0                   # seconds per measurement
 
 def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
-    "Per method: ms per decision (batch 1), forward and backward passes; the guided/CEM and guided/MPPI pass ratios"
+    "Per method: ms per decision (batch 1), forward and backward passes, CEM/MPPI's imagination compiled or not; the guided/CEM and guided/MPPI pass ratios"
     cfg = resolve(cfg); set_threads(cfg.threads)
     o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
     env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
@@ -232,7 +232,8 @@ def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
         ctl = METHODS[name][0](o.model, cfg, env)(0)
         if getattr(ctl, 'privileged', False): continue              # no world model: nothing of this benchmark's to measure
         d = ctl(z)
-        res[name] = {'ms': 1000 * time_fn(lambda: ctl(z), o.device, warmup=1, min_time=cfg.min_time), 'forward': d.forward, 'backward': d.backward}
+        res[name] = {'ms': 1000 * time_fn(lambda: ctl(z), o.device, warmup=1, min_time=cfg.min_time), 'forward': d.forward, 'backward': d.backward,
+                     'compiled': ctl.compiled(z) if isinstance(ctl, ShootingController) else None}
     eq = lambda r: r['forward'] + 2 * r['backward']
     ratios = {f'guided/{m}': eq(res['guided']) / eq(res[m]) for m in ('cem', 'mppi') if 'guided' in res and m in res and eq(res[m])}
     return {'methods': res, 'ratios': ratios, 'threads': torch.get_num_threads(), 'device': str(o.device)}
@@ -240,7 +241,7 @@ def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
 def format_bench_pixelmaze(r:dict)->str:
     lines = [f"PixelMaze planning decision, batch 1, {r['threads']} threads on {r['device']}", '',
              '| method | ms / decision | forward | backward | forward-equivalents |', '|---|---|---|---|---|']
-    lines += [f"| {k} | {v['ms']:.1f} | {v['forward']} | {v['backward']} | {v['forward'] + 2 * v['backward']} |" for k, v in r['methods'].items()]
+    lines += [f"| {k}{' (compiled)' if v.get('compiled') else ''} | {v['ms']:.1f} | {v['forward']} | {v['backward']} | {v['forward'] + 2 * v['backward']} |" for k, v in r['methods'].items()]
     return '\n'.join(lines + [''] + [f"{k} forward-equivalents: {v:.3f}" for k, v in r['ratios'].items()])
 
 ahri_bench_pixelmaze = command(PixelMazeBenchConfig, bench_pixelmaze, 'ahri_bench pixelmaze', show=format_bench_pixelmaze, json_flag=True)

@@ -13,7 +13,7 @@ from ..learner import compile_key, cached_compile_figures, compile_wins, rng_sta
 
 # %% auto #0
 __all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached', 'measure_imagination',
-           'imagination_compile_pays']
+           'imagination_compile_pays', 'imagination_compiled']
 
 # %% ../../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
@@ -115,8 +115,7 @@ def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context late
            )->torch.Tensor:                 # (B, H, *latent_shape)
     "Imagine `horizon` frames after the context, with a KV cache"
     C = z.shape[1]; _check_actions(actions, C, horizon, context_actions)
-    if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
-    compiled = compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
+    compiled = imagination_compiled(compile, model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
     labeled = actions is not None and context_actions; first = C - 1 if labeled else 0     # where the newest frame's action is
     im = Imagination(model, K, tau_ctx, context, generator, compiled).prime(z, actions[:, :C - 1] if labeled else None)
     return torch.stack([im.step(None if actions is None else actions[:, first + h]) for h in range(horizon)], 1)
@@ -176,3 +175,10 @@ def imagination_compile_pays(model:Dynamics, z:torch.Tensor, actions:torch.Tenso
            + ('' if context_actions or acts is None else ' unlabeled context'))
     fig = lambda compiled: lambda: measure_imagination(model, z, acts, horizon, K, tau_ctx, context, compiled, context_actions)
     return compile_wins(cached_compile_figures(key, fig(False), fig(True), work), work)
+
+def imagination_compiled(compile:str, # 'on', 'off' or 'auto'
+                         model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
+                         tau_ctx:float=TAU_CTX, context:int|None=None, work:int|None=None, context_actions:bool=True)->bool:
+    "Whether `imagine` with these arguments runs compiled ('auto': `imagination_compile_pays`)"
+    if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
+    return compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
