@@ -23,7 +23,7 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
-           'cached_compile_figures', 'compile_wins', 'compile_pays']
+           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -405,6 +405,11 @@ def cached_compile_figures(key:str,                    # what the figures depend
     if c != before: cache[key] = c; atomic_write_json(path, cache)
     return c
 
+def check_compile_mode(mode:str)->str:
+    "`mode` if it is one of 'auto', 'on', 'off' (training's and imagination's compile setting), else a one-line error"
+    if mode not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
+    return mode
+
 def compile_wins(c:dict,        # `cached_compile_figures`'s result
                  units:int      # steps (frames) the work has
                 )->bool:
@@ -425,8 +430,7 @@ def compile_pays(model:nn.Module, loss_fn, batch, device, amp:bool=True,
 
 def _use_compile(self:Learner)->bool:
     "This run's mode, when it starts: `cfg.compile`, with 'auto' decided by `COMPILE_MIN_STEPS` and `compile_pays`"
-    mode = self.cfg.compile
-    if mode not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
+    mode = check_compile_mode(self.cfg.compile)
     if mode == 'off': return False
     if self.world > 1:                                     # DDP/FSDP2 with a compiled forward: not tried yet
         if mode == 'on': warnings.warn(f"compile='on' is not used with {self.world} processes yet: this run trains eager")

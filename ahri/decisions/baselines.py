@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ..world.rollout import imagine, imagination_compiled
+from ..learner import check_compile_mode
 from .heads import WorldAgent
 from ..flow import corrupt_context, euler_step, TAU_CTX
 from .guided import Decision, OBJECTIVES, predicted
@@ -58,7 +59,7 @@ class ShootingController:
                  compile:str='auto',      # imagination compiled: 'on', 'off', or 'auto' (where the caller's `decisions` repay it)
                  decisions:int=1):        # decisions the caller will ask of controllers like this one in all (an evaluation: all its episodes')
         if method not in ('cem', 'mppi'): raise ValueError(f"method must be 'cem' or 'mppi', got {method!r}")
-        if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
+        check_compile_mode(compile)
         self.agent, self.method, self.H, self.P, self.I, self.E = agent, method, horizon, population, iterations, min(elites, population)
         self.compile, self.work = compile, decisions * iterations * horizon            # frames imagined at batch `population` in all
         self.temp, self.std, self.K, self.every, self.objective = temperature, std, K, every, objective

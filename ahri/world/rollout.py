@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, Dynamics, actions_into_frames
 from ..bench import sync
-from ..learner import compile_key, cached_compile_figures, compile_wins, rng_state, set_rng_state
+from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state
 
 # %% auto #0
 __all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached', 'measure_imagination',
@@ -180,5 +180,4 @@ def imagination_compiled(compile:str, # 'on', 'off' or 'auto'
                          model:Dynamics, z:torch.Tensor, actions:torch.Tensor|None, horizon:int, K:int=4,
                          tau_ctx:float=TAU_CTX, context:int|None=None, work:int|None=None, context_actions:bool=True)->bool:
     "Whether `imagine` with these arguments runs compiled ('auto': `imagination_compile_pays`)"
-    if compile not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {compile!r}")
-    return compile == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
+    return check_compile_mode(compile) == 'on' or compile == 'auto' and imagination_compile_pays(model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
