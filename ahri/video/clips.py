@@ -13,9 +13,10 @@ from typing import Callable
 from ..world.envs import ENVS, EnvKind, VIDEO_SUFFIXES, read_video, video_rate
 
 # %% auto #0
-__all__ = ['SPLITS', 'MOTIONS', 'WALLS', 'TEXT_BYTES', 'CAPTIONERS', 'digit_px', 'digit_images', 'heldout_combo', 'split_motions',
-           'motion_index', 'moving_digit', 'clip_caption', 'digits_episodes', 'coinrun_caption', 'text_array',
-           'stored_text', 'didemo_moments', 'didemo_video', 'didemo_episodes', 'captioner']
+__all__ = ['SPLITS', 'MOTIONS', 'WALLS', 'SPEEDS', 'TEXT_BYTES', 'CAPTIONERS', 'digit_px', 'digit_images', 'heldout_combo',
+           'split_motions', 'motion_index', 'moving_digit', 'motion_path', 'clip_caption', 'digits_episodes',
+           'coinrun_caption', 'text_array', 'stored_text', 'didemo_moments', 'didemo_video', 'didemo_episodes',
+           'captioner']
 
 # %% ../../nbs/60_clips.ipynb #c60a0009
 SPLITS = ('train', 'heldout')      # the digits' clip splits: `digits:train` and `digits:heldout`
@@ -53,6 +54,8 @@ def motion_index(dy:float, dx:float)->int:
     return [d for _, d in MOTIONS].index((int(np.sign(dy)), int(np.sign(dx))))
 
 # %% ../../nbs/60_clips.ipynb #c60a0016
+SPEEDS = (2.0, 3.5)       # a clip's speed is drawn from this range, in pixels per frame
+
 def moving_digit(rng:np.random.Generator,
                  img:np.ndarray,       # (px, px) uint8 digit image
                  digit:int,            # its label
@@ -63,7 +66,7 @@ def moving_digit(rng:np.random.Generator,
     px, L = img.shape[0], size - img.shape[0]
     if L <= 0: raise ValueError(f"a {px}-pixel digit does not fit in a {size}-pixel frame")
     dy, dx = MOTIONS[motion][1]
-    v = rng.uniform(2.0, 3.5) * np.array([dy, dx], float) / np.hypot(dy, dx)
+    v = rng.uniform(*SPEEDS) * np.array([dy, dx], float) / np.hypot(dy, dx)
     p = rng.uniform(0, L, size=2)
     frames = np.zeros((T, size, size, 3), np.uint8)
     pos, acts, bounce = np.zeros((T, 2), np.float32), np.zeros(T, np.int64), np.zeros(T, np.int64)
@@ -77,6 +80,19 @@ def moving_digit(rng:np.random.Generator,
             elif p[ax] > L: p[ax], v[ax], bounce[t] = 2 * L - p[ax], -v[ax], hi
     return dict(frames=frames, actions=acts, rewards=np.zeros(T, np.float32), dones=np.zeros(T, bool),
                 digit=np.full(T, digit, np.int64), pos=pos, bounce=bounce)
+
+# %% ../../nbs/60_clips.ipynb #c60a0018p
+def motion_path(p0:torch.Tensor,      # (..., 2) starting corners (y, x) in pixels, in [0, L]
+                motion:torch.Tensor,  # (...) starting directions (indices of `MOTIONS`)
+                speed:torch.Tensor,   # (...) pixels per frame
+                t:torch.Tensor,       # (F,) frame times
+                L:float               # the corner's range: frame side − digit side
+               )->torch.Tensor:       # (..., F, 2) the corner at each time
+    "Where a digit's corner is at times t: a straight line in `motion`'s direction at `speed`, reflected at the walls as in `moving_digit`"
+    u = torch.tensor([d for _, d in MOTIONS], dtype=p0.dtype, device=p0.device)
+    u = (u / u.norm(dim=1, keepdim=True))[motion]
+    x = torch.remainder(p0[..., None, :] + speed[..., None, None] * u[..., None, :] * t.to(p0)[:, None], 2 * L)
+    return torch.where(x <= L, x, 2 * L - x)
 
 # %% ../../nbs/60_clips.ipynb #c60a0020
 def clip_caption(ep:dict,            # a clip's arrays (`moving_digit`, or an episode of `digits:SPLIT` from `EpisodeStore`)

@@ -22,7 +22,7 @@ from ..world.data import EpisodeStore, split_episodes
 from ..world.encode import open_latents, cache_tokenizer
 from ..world.data import frames_to_uint8
 from ..world.eval import write_video
-from .oracle import train_oracle, OracleConfig, save_oracle, load_oracle
+from .oracle import train_oracle, OracleConfig, save_oracle, load_oracle, judge_keyframes
 from .text import WordVocab, TEXT_ENCODERS
 from .keyclips import (ClipSet, load_clips, keyframe_index, KeyframeDenoiser, keyframe_loss, keyframe_batches, sample_keyframes,
                                  fill_clip, decode_clips, judge_clips, clip_features)
@@ -182,8 +182,8 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     refine:dict|None=None,       # `refine_clip` options (conf_end, clamp, soft, …)
                     reference:torch.Tensor|None=None, # (M, T, 3, H, W) frames of other real clips: adds each row's `tokenizer_fd` to them
                     progress:bool=False          # show a progress bar over the batches
-                   )->dict:                      # row → `judge_clips` result (and 'tfd')
-    "Oracle accuracies of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
+                   )->dict:                      # row → `judge_clips` and `judge_keyframes` results (and 'tfd')
+    "Oracle accuracies and keyframe paths of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
     idx = keyframe_index(T, K)
     want = clips.first['digit'][:n], clips.first['actions'][:n], clips.first['bounce'][:n] == 0
@@ -200,7 +200,7 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
             r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
             z |= {'real keyframes + stage 2': r2(real[:, idx]), 'stage 1 + stage 2': r2(gen)}
         for k in rows: out[k].append(dec(z[k]))
-    res = {k: judge_clips(oracle, torch.cat(v), *want) for k, v in out.items()}
+    res = {k: judge_clips(oracle, f, *want) | judge_keyframes(f[:, idx], idx, want[1]) for k, f in ((k, torch.cat(v)) for k, v in out.items())}
     if reference is not None:
         ref = clip_features(tokenizer, reference)
         for k, v in out.items(): res[k]['tfd'] = frechet_distance(clip_features(tokenizer, torch.cat(v)), ref)
@@ -208,10 +208,11 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
 
 def report_table(rep:dict)->str:
     "The report as a markdown table"
-    fd = all('tfd' in v for v in rep.values())
-    lines = ['| clip | digit | first motion | caption |' + (' tokenizer FD |' if fd else ''), '|---|---|---|---|' + ('---|' if fd else '')]
-    return '\n'.join(lines + [f"| {k} | {v['digit']:.1%} | {v['motion']:.1%} | {v['caption']:.1%} |" + (f" {v['tfd']:.2f} |" if fd else '')
-                               for k, v in rep.items()])
+    fd, kp = (all(f in v for v in rep.values()) for f in ('tfd', 'on_path'))
+    lines = ['| clip | digit | first motion | caption |' + (' keyframes on the path (mean px) |' if kp else '') + (' tokenizer FD |' if fd else ''),
+             '|---|---|---|---|' + ('---|' if kp else '') + ('---|' if fd else '')]
+    return '\n'.join(lines + [f"| {k} | {v['digit']:.1%} | {v['motion']:.1%} | {v['caption']:.1%} |" + (f" {v['on_path']:.1%} ({v['path']:.1f}) |" if kp else '')
+                               + (f" {v['tfd']:.2f} |" if fd else '') for k, v in rep.items()])
 
 # %% ../../nbs/65_keyvideo.ipynb #c65ab002
 ANCHOR_VARIANTS = {

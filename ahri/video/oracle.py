@@ -14,11 +14,11 @@ from torch import nn
 import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from ..core import atomic_write_bytes
-from .clips import digits_episodes, MOTIONS
+from .clips import digits_episodes, MOTIONS, SPEEDS, digit_px, motion_path
 
 # %% auto #0
-__all__ = ['ClipOracle', 'clip_pairs', 'read_clips', 'OracleConfig', 'train_oracle', 'oracle_accuracy', 'save_oracle',
-           'load_oracle']
+__all__ = ['INK', 'ON_PATH', 'TIE', 'ClipOracle', 'clip_pairs', 'read_clips', 'OracleConfig', 'train_oracle', 'oracle_accuracy',
+           'save_oracle', 'load_oracle', 'digit_corners', 'keyframe_paths', 'judge_keyframes']
 
 # %% ../../nbs/62_oracle.ipynb #c62a0007
 def _cnn(c_in:int, width:int, first_stride:int=2)->nn.Sequential:
@@ -104,3 +104,37 @@ def load_oracle(path:str|Path, device='cpu')->ClipOracle:
     d = torch.load(path, map_location=device, weights_only=True)
     o = ClipOracle(d['width']); o.load_state_dict(d['state'])
     return o.to(device).eval()
+
+# %% ../../nbs/62_oracle.ipynb #c62a0021
+INK = 0.25                # brightness (0–1) under which a pixel is background when a digit is located
+ON_PATH, TIE = 2.0, 0.5   # pixels: keyframes on their caption's path; two directions' paths fitting equally well
+
+def digit_corners(frames:torch.Tensor # (..., 3, H, W) in [0, 1]
+                 )->torch.Tensor:      # (..., 2) (y, x) in pixels
+    "Where the digit's corner is in each frame: the centroid of its pixels brighter than `INK`, less half a digit (a frame without ink reads as the centre)"
+    g = frames.float().mean(-3); H, W = g.shape[-2:]
+    w = (g - INK).clamp(min=0) + 1e-6
+    c = torch.stack([(w.sum(-1) * torch.arange(H).to(w)).sum(-1), (w.sum(-2) * torch.arange(W).to(w)).sum(-1)], -1) / w.sum((-1, -2))[..., None]
+    return c - (digit_px(H) - 1) / 2
+
+def keyframe_paths(frames:torch.Tensor, # (B, K, 3, H, W) keyframes in [0, 1]
+                   t:torch.Tensor,      # (K,) their frame times in the clip
+                   n_speeds:int=16,     # speeds tried, evenly over `SPEEDS`
+                   reach:int=3          # starts tried: every whole pixel within `reach` of the first keyframe's corner
+                  )->torch.Tensor:      # (B, len(MOTIONS)) pixels
+    "For each clip and each direction: the mean distance (pixels) of the K keyframes from the nearest path in that direction"
+    H = frames.shape[-1]; L = H - digit_px(H); r = torch.arange(-reach, reach + 1.)
+    c = digit_corners(frames)                                                    # (B, K, 2)
+    starts = (c[:, 0, None] + torch.cartesian_prod(r, r)).clamp(0, L)            # (B, P, 2)
+    path = motion_path(starts[:, None, None], torch.arange(len(MOTIONS))[None, :, None, None],
+                       torch.linspace(*SPEEDS, n_speeds)[None, None, :, None], (t - t[0]).float(), L)  # (B, motions, speeds, P, K, 2)
+    return (path - c[:, None, None, None]).norm(dim=-1).mean(-1).flatten(2).amin(-1)
+
+def judge_keyframes(frames:torch.Tensor, # (B, K, 3, H, W) keyframes in [0, 1]
+                    t:torch.Tensor,      # (K,) their frame times
+                    motion)->dict:       # (B,) the captions' first motions
+    "Keyframes against their captions' paths: mean and median distance (pixels), share within `ON_PATH`, share whose caption direction fits best (within `TIE`)"
+    d, m = keyframe_paths(frames, t), torch.as_tensor(np.asarray(motion)).long()
+    err = d.gather(1, m[:, None])[:, 0]
+    return dict(path=err.mean().item(), path_median=err.median().item(), on_path=(err <= ON_PATH).float().mean().item(),
+                direction=(err <= d.amin(1) + TIE).float().mean().item())
