@@ -23,9 +23,9 @@ from .oracle import read_clips
 from ..metrics import frechet_distance
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'register_condition', 'make_reader',
-           'CaptionReader', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches', 'sample_keyframes',
-           'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
+__all__ = ['CONDITIONS', 'SAMPLE_ETA', 'ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'register_condition',
+           'make_reader', 'CaptionReader', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches',
+           'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0008
 @dataclass
@@ -200,7 +200,8 @@ def keyframe_loss(sched:DDPMSchedule,
         x0 = b['x0']; B = len(x0); m = unwrap(model)
         cond = m.reader.drop(b['cond'], (torch.rand(B) >= p_uncond).tolist())
         t = torch.randint(sched.T, (B,), device=x0.device)
-        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, m.pred, cond=cond)}
+        enc = m.encode_cond(cond)             # read here, outside a compiled forward: it would guard on each caption string and recompile
+        return {'mse': diffusion_loss(model, sched, x0, torch.randn_like(x0), t, m.pred, enc=enc)}
     return loss
 
 def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBatches:
@@ -214,6 +215,8 @@ def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBa
 def _pad_to(a:torch.Tensor, L:int)->torch.Tensor:
     return torch.cat([a, a.new_zeros(a.shape[0], L - a.shape[1], *a.shape[2:])], 1)
 
+SAMPLE_ETA = 1.0   # stage 1's sampling noise by default: 0 deterministic DDIM, 1 fresh noise at every step (65_keyvideo measures both)
+
 @torch.no_grad()
 def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
                      cond,                      # a batch of conditions (captions: a list of strings)
@@ -223,9 +226,10 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
                      clip:float|None=None,      # clamp each x̂0 to [−clip, clip] (default: no clamp)
                      init:torch.Tensor|None=None, # (B, K, *latent) keyframes to re-create instead of starting from noise (SDEdit) ...
                      strength:float=1.0,        # ... noised to step strength·T first (1: as from pure noise)
-                     trace:list|None=None       # if given, each step's x̂0 (B, K, *latent) is appended to it
+                     trace:list|None=None,      # if given, each step's x̂0 (B, K, *latent) is appended to it
+                     eta:float=SAMPLE_ETA       # noise put back at each step: 0 DDIM, 1 DDPM-like
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents
-    "Keyframes for each condition, by DDIM with classifier-free guidance (from noise, or from noised keyframes `init`)"
+    "Keyframes for each condition, by DDIM (η = 0) or ancestral steps (η = 1) with classifier-free guidance (from noise, or from noised keyframes `init`)"
     model.eval(); dev = next(model.parameters()).device; B = model.reader.size(cond)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, model.K, *model.latent_shape, generator=g).to(dev)
@@ -246,7 +250,8 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
             out = u + guidance * (c - u)
         if trace is not None: trace.append(to_x0_eps(sched, x, out, t, model.pred)[0].cpu())
         return out
-    return diffusion_sample(guided, sched, noise, steps, pred=model.pred, clip=clip, t_start=t0)
+    return diffusion_sample(guided, sched, noise, steps, eta=eta, pred=model.pred, generator=torch.Generator(dev).manual_seed(seed),
+                            clip=clip, t_start=t0)
 
 def fill_clip(keyframes:torch.Tensor, # (B, K, *latent) keyframe latents
               T:int)->torch.Tensor:   # (B, T, *latent) the clip with straight lines between keyframes

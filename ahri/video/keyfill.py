@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from ..layers import Block
 from ..ddpm import DDPMSchedule
+from ..learner import unwrap
 from ..planners.keyframes import corrupt
 from ..planners.keypoints import timestep_embedding
 from ..planners.interp import TEACHER, STUDENT, gap_features, anneal, keyframes_for, bootstrap_prob
@@ -44,6 +45,10 @@ class FillDenoiser(nn.Module):
         "The condition reader (stored as `caption`, its name in the checkpoints written before the registry)"
         return self.caption
 
+    def encode_cond(self, cond)->tuple[torch.Tensor, torch.Tensor]:
+        "Conditions as the model reads them: (B, L, dim) features, (B, L) real tokens"
+        return self.reader(cond)
+
     def forward(self, x:torch.Tensor,         # (B, T, *latent) x_s
                 anchor:torch.Tensor,          # (B, T) bool: anchor frames
                 conf:torch.Tensor,            # (B, T) their confidence in [0, 1] (0 elsewhere)
@@ -51,7 +56,7 @@ class FillDenoiser(nn.Module):
                 enc:tuple|None=None           # ... or the reader's output for them
                )->torch.Tensor:               # (B, T, *latent) x̂0
         B, T = x.shape[:2]; dev = x.device
-        feats, mask = enc if enc is not None else self.reader(cond if cond is not None else self.reader.null(B))
+        feats, mask = enc if enc is not None else self.encode_cond(cond if cond is not None else self.reader.null(B))
         k, L = anchor.sum(1), torch.full((B,), T, device=dev)
         dens = self.density(torch.cat([timestep_embedding(g * 100, self.dim) for g in gap_features(k, L, self.T).unbind(-1)], -1))
         per_frame = self.when(timestep_embedding(torch.arange(T, device=dev), self.dim))[None] + \
@@ -91,7 +96,8 @@ def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps
     kf = keyframes_for(T, stage1.K)
     seed = int(torch.randint(2 ** 31, (1,), generator=generator))
     init = b['x0'][i][:, kf.levels[-1]] if strength < 1 else None
-    gen = sample_keyframes(stage1, sched, stage1.reader.take(b['cond'], i), steps, guidance, seed, init=init, strength=strength).to(b['x'].device)
+    gen = sample_keyframes(stage1, sched, stage1.reader.take(b['cond'], i), steps, guidance, seed, init=init, strength=strength,
+                           eta=0.).to(b['x'].device)                      # deterministic re-creation (DDIM), as every stage 2 so far was trained
     b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()}
     b['x'][i] = fill_clip(gen, T)
     b['anchor'][i] = kf.mask[kf.S].to(b['anchor'].device)
@@ -101,7 +107,7 @@ def bootstrap_clips(b:dict, stage1:nn.Module, sched:DDPMSchedule, p:float, steps
 
 def fill_loss(model:nn.Module, b:dict)->dict:
     "MSE of x̂0 over every frame, weighted by 1 − confidence"
-    out = model(b['x'], b['anchor'], b['conf'], b['cond'])
+    out = model(b['x'], b['anchor'], b['conf'], enc=unwrap(model).encode_cond(b['cond']))   # conditions read outside a compiled forward
     w = 1 - b['conf'].float()                                              # (B, T)
     err = ((out - b['x0']) ** 2).flatten(2).mean(-1)                       # (B, T)
     return {'mse': (err * w).sum() / w.sum().clamp(min=1e-8)}
@@ -141,7 +147,7 @@ def refine_clip(model:FillDenoiser, keyframes:torch.Tensor, # (B, K, *latent) st
     levels = [max(1, round(kf.S * (1 - j / steps))) for j in range(steps)]
     x = fill_clip(keyframes, T)
     student = torch.zeros(T, dtype=torch.bool, device=dev); student[kf.levels[-1]] = True
-    enc = model.reader(cond if cond is not None else model.reader.null(B))
+    enc = model.encode_cond(cond if cond is not None else model.reader.null(B))
     for j, s in enumerate(levels):
         c = anneal(j, steps, anchor_conf, anchor_conf if conf_end is None else conf_end, anneal_how)
         anc = kf.anchor_mask(s, B).to(dev)

@@ -24,7 +24,7 @@ from ..world.data import frames_to_uint8
 from ..world.eval import write_video
 from .oracle import train_oracle, OracleConfig, save_oracle, load_oracle, judge_keyframes
 from .text import WordVocab, TEXT_ENCODERS
-from .keyclips import (ClipSet, load_clips, keyframe_index, KeyframeDenoiser, keyframe_loss, keyframe_batches, sample_keyframes,
+from .keyclips import (ClipSet, load_clips, keyframe_index, KeyframeDenoiser, keyframe_loss, keyframe_batches, sample_keyframes, SAMPLE_ETA,
                                  fill_clip, decode_clips, judge_clips, clip_features)
 from ..metrics import frechet_distance
 from .keyfill import FillDenoiser, MODES, fill_batch, stage2_loss, refine_clip, level_report
@@ -181,7 +181,8 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     n:int|None=None, steps:int=50, guidance:float=3.0, seed:int=0, batch:int=50,
                     refine:dict|None=None,       # `refine_clip` options (conf_end, clamp, soft, …)
                     reference:torch.Tensor|None=None, # (M, T, 3, H, W) frames of other real clips: adds each row's `tokenizer_fd` to them
-                    progress:bool=False          # show a progress bar over the batches
+                    progress:bool=False,         # show a progress bar over the batches
+                    eta:float=SAMPLE_ETA         # stage 1's sampling noise (`sample_keyframes`)
                    )->dict:                      # row → `judge_clips` and `judge_keyframes` results (and 'tfd')
     "Oracle accuracies and keyframe paths of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
@@ -194,7 +195,7 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
     dev = next(kv.stage1.parameters()).device
     for s in (progress_bar if progress else list)(range(0, n, batch)):
         real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
-        gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s).cpu()
+        gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta).cpu()
         z = {'tokenizer': real, 'real keyframes + interpolation': fill_clip(real[:, idx], T), 'stage 1 + interpolation': fill_clip(gen, T)}
         if kv.stage2 is not None:
             r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
@@ -226,7 +227,8 @@ ANCHOR_VARIANTS = {
 def refine_ablation(kv:SimpleNamespace, tokenizer:nn.Module, oracle:nn.Module, clips:ClipSet,
                     variants:dict=ANCHOR_VARIANTS,   # name → `refine_clip` options
                     n:int|None=None, steps:int=50, guidance:float=3.0, seed:int=0, batch:int=50,
-                    progress:bool=False)->dict:      # name → {'real': judged + 'mse', 'stage1': judged}
+                    progress:bool=False,
+                    eta:float=SAMPLE_ETA)->dict:     # stage 1's sampling noise; name → {'real': judged + 'mse', 'stage1': judged}
     "Each refinement variant from real and from stage-1 keyframes: the oracle's reading, and the latent MSE to the real clip"
     if kv.stage2 is None: raise ValueError(f"{kv.run} has no stage 2 yet: finish ahri_train_keyvideo first")
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
@@ -236,7 +238,7 @@ def refine_ablation(kv:SimpleNamespace, tokenizer:nn.Module, oracle:nn.Module, c
     frames = {(v, src): [] for v in variants for src in ('real', 'stage1')}; err = {v: 0. for v in variants}
     for s in (progress_bar if progress else list)(range(0, n, batch)):
         real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
-        keys = {'real': real[:, idx], 'stage1': sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s).cpu()}
+        keys = {'real': real[:, idx], 'stage1': sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta).cpu()}
         for v, opts in variants.items():
             for src, k in keys.items():
                 z = refine_clip(kv.stage2, k.to(dev), caps, **opts).cpu()
@@ -277,10 +279,11 @@ def denoising_video(kv:SimpleNamespace, tokenizer:nn.Module, captions:list[str],
                     every:int=5,                 # show stage 1's x̂0 every `every` DDIM steps
                     shown:int=8,                 # frames of each clip in a row
                     refine:bool=True,            # then stage 2's passes (False: stage 1 only)
-                    gap:int=2, hold:int=4)->np.ndarray: # uint8 (N, H', W', 3)
+                    gap:int=2, hold:int=4,
+                    eta:float=SAMPLE_ETA)->np.ndarray: # stage 1's sampling noise; uint8 (N, H', W', 3)
     "A video of the denoising: stage 1's x̂0 (keyframes filled by interpolation) step by step, then the clip after each stage-2 pass; a row per caption"
     s1, s2 = [], []
-    kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1)
+    kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1, eta=eta)
     T = kv.p['T']; states = [(1, fill_clip(x, T)) for x in s1[:-1:every]] + [(1, fill_clip(kf.cpu(), T))]
     if refine and kv.stage2 is not None:
         refine_clip(kv.stage2, kf, captions, trace=s2); states += [(2, x) for x in s2]
@@ -308,6 +311,7 @@ class KeyvideoSampleConfig(Config):
     out:str                                   # the video file: .mp4 or .gif
     steps:Count = 50                          # stage-1 DDIM steps
     guidance:Weight = 3.0                     # classifier-free guidance (0: unconditional, 1: conditional, more: guided)
+    eta:Frac = SAMPLE_ETA                     # stage 1's sampling noise: 0 deterministic DDIM, 1 fresh noise at every step
     fill:Literal['stage2', 'interp'] = 'stage2' # the frames between keyframes: stage 2, or straight lines between latents
     seed:int = 0                              # seed of the keyframes' noise
     fps:Count = 8                             # frames per second of the video
@@ -326,11 +330,11 @@ def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
     kv = open_keyvideo(cfg.run, cfg.device)
     if cfg.fill == 'stage2' and kv.stage2 is None: raise ValueError(f"{cfg.run} has no stage 2 yet: finish ahri_train_keyvideo, or use --fill interp")
     tok = run_tokenizer(kv, cfg.device)
-    kf = sample_keyframes(kv.stage1, kv.sched, cfg.captions, cfg.steps, cfg.guidance, cfg.seed)
+    kf = sample_keyframes(kv.stage1, kv.sched, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, eta=cfg.eta)
     z = refine_clip(kv.stage2, kf, cfg.captions) if cfg.fill == 'stage2' else fill_clip(kf, kv.p['T'])
     frames = decode_clips(tok, z.cpu(), kv.p['mean'], kv.p['std'])
     write_video(clip_rows(frames), cfg.out, cfg.fps)
-    if cfg.steps_video: write_video(denoising_video(kv, tok, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, refine=cfg.fill == 'stage2'),
+    if cfg.steps_video: write_video(denoising_video(kv, tok, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, refine=cfg.fill == 'stage2', eta=cfg.eta),
                                     cfg.steps_video, cfg.fps)
     return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1]), 'steps_video': cfg.steps_video}
 
@@ -348,6 +352,7 @@ class KeyvideoEvalConfig(Config):
     n:Count = 200                             # held-out clips whose captions are generated
     steps:Count = 50                          # stage-1 DDIM steps
     guidance:Weight = 3.0                     # classifier-free guidance
+    eta:Frac = SAMPLE_ETA                     # stage 1's sampling noise: 0 deterministic DDIM, 1 fresh noise at every step
     seed:int = 0                              # seed of the keyframes' noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
@@ -371,9 +376,9 @@ def eval_keyvideo(cfg:KeyvideoEvalConfig)->dict:
         if not cfg.quiet: log.info(f"training the oracle once (about 8 minutes on 2 CPU cores), saved to {path}")
         save_oracle(train_oracle(OracleConfig(), kv.device, progress=not cfg.quiet)[0], path)
     oracle = load_oracle(path, kv.device)
-    rep = keyvideo_report(kv, tok, oracle, held, n, cfg.steps, cfg.guidance, cfg.seed, reference=ref, progress=not cfg.quiet)
+    rep = keyvideo_report(kv, tok, oracle, held, n, cfg.steps, cfg.guidance, cfg.seed, reference=ref, progress=not cfg.quiet, eta=cfg.eta)
     res = {'report': rep, 'levels': level_report(kv.stage2, held) if kv.stage2 is not None else None,
-           'n': n, 'reference': 0 if ref is None else len(ref), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance}
+           'n': n, 'reference': 0 if ref is None else len(ref), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance, 'eta': cfg.eta}
     atomic_write_json(kv.run / 'eval.json', res)
     return res
 
