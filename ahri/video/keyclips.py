@@ -215,7 +215,7 @@ def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBa
 def _pad_to(a:torch.Tensor, L:int)->torch.Tensor:
     return torch.cat([a, a.new_zeros(a.shape[0], L - a.shape[1], *a.shape[2:])], 1)
 
-SAMPLE_ETA = 1.0   # stage 1's sampling noise by default: 0 deterministic DDIM, 1 fresh noise at every step (65_keyvideo measures both)
+SAMPLE_ETA = 0.0   # stage 1's sampling noise by default: 0 deterministic DDIM, 1 fresh noise at every step (65_keyvideo measures both)
 
 @torch.no_grad()
 def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,

@@ -216,8 +216,7 @@ def keyworld_predict(kv:SimpleNamespace,        # `open_keyworld`
                      z:torch.Tensor,            # (B, C', *latent) context latents in the tokenizer's space, C' ≥ the model's context
                      actions:torch.Tensor,      # (B, ≥ C' + H − 1): actions taken at frames 0 … C' + H − 2 of the window
                      steps:int=20, guidance:float=1.0, seed:int=0,
-                     refine:bool|dict=True,     # stage 2 (with these `refine_clip` options), or False: straight lines between keyframes
-                     eta:float=0.               # stage 1's sampling noise (`sample_keyframes`): DDIM, as this notebook's figures were measured
+                     refine:bool|dict=True      # stage 2 (with these `refine_clip` options), or False: straight lines between keyframes
                     )->torch.Tensor:            # (B, H, *latent) the H frames after the context
     "The model's H frames after the context: keyframes for the context and actions, then stage 2 between them"
     p = kv.p; C, H = p['context'], p['horizon']; n = z.shape[1]; dev = next(kv.stage1.parameters()).device
@@ -225,7 +224,7 @@ def keyworld_predict(kv:SimpleNamespace,        # `open_keyworld`
     if actions.shape[1] < n - 1 + H: raise ValueError(f"{kv.run} predicts {H} frames: it needs {n - 1 + H} actions, got {actions.shape[1]}")
     zs = ((z.float() - p['mean']) / p['std']).to(dev)
     cond = {'context': zs[:, -C:], 'actions': actions[:, n - 1:n - 1 + H].long().to(dev), 'on': torch.ones(len(z), dtype=torch.bool, device=dev)}
-    kf = sample_keyframes(kv.stage1, kv.sched, cond, steps, guidance, seed, eta=eta).to(dev)
+    kf = sample_keyframes(kv.stage1, kv.sched, cond, steps, guidance, seed).to(dev)
     kf[:, 0] = zs[:, -1]                                                                   # the last context frame is known
     if refine is False or kv.stage2 is None: clip = fill_clip(kf, H + 1)
     else: clip = refine_clip(kv.stage2, kf, cond, **(refine if isinstance(refine, dict) else {}))
