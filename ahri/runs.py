@@ -20,8 +20,8 @@ from .learner import Learner, Callback, TrainConfig, world, unwrap, state_finger
 __all__ = ['RUN_FILE', 'model_spec', 'build_model', 'checkpoint_dir', 'save_checkpoint', 'CheckpointError', 'read_checkpoint',
            'find_checkpoint', 'latest_checkpoint', 'resolve_checkpoint', 'load_model', 'Opened', 'open_checkpoint',
            'check_train_config', 'ResumeCB', 'RunLogCB', 'CheckpointCB', 'fit_run', 'upstream_stage', 'borrowed_stage',
-           'borrow_stage', 'StaleRun', 'Run', 'clear_run', 'config_changes', 'open_run', 'path_record', 'find_path',
-           'RunConfig', 'Trained']
+           'borrow_stage', 'StaleRun', 'Run', 'clear_run', 'started_from', 'same_place', 'config_changes', 'open_run',
+           'path_record', 'find_path', 'RunConfig', 'Trained']
 
 # %% ../nbs/05_runs.ipynb #0c229f0d
 def model_spec(model:nn.Module|type, config:dict|None=None)->dict:
@@ -271,13 +271,31 @@ def clear_run(path:str|Path)->None:
         raise ValueError(f"{path} is not an ahri run folder (no {RUN_FILE}), so --overwrite will not delete it: use another --out")
     shutil.rmtree(path)
 
-def config_changes(old:dict, new:dict, cls)->tuple[dict, dict]:
+_UNKNOWN = '\0'   # a folder name no path can hold: the part of a working directory a run does not tell
+
+def started_from(run_dir:str|Path, out:str|None)->Path|None:
+    "Where a run was opened from, as far as its folder and the `--out` that named it tell (None: they do not)"
+    if not out or Path(out).is_absolute(): return None
+    parts = Path(os.path.normpath(out)).parts
+    up = sum(p == '..' for p in parts)                                     # normpath leaves '..' only in front
+    if up == len(parts): return None
+    return Path(os.path.realpath(run_dir)).parents[len(parts) - up - 1].joinpath(*[_UNKNOWN] * up)
+
+def same_place(a, b, a_from:Path|None, b_from:Path|None)->bool:
+    "Whether `a` and `b` are path strings naming the same existing file or folder, read from `a_from` and `b_from`"
+    if not (isinstance(a, str) and isinstance(b, str) and a_from and b_from): return False
+    pa, pb = (os.path.normpath(os.path.join(d, s)) for d, s in ((a_from, a), (b_from, b)))
+    return _UNKNOWN not in pa and os.path.exists(pb) and os.path.realpath(pa) == os.path.realpath(pb)
+
+def config_changes(old:dict, new:dict, cls,
+                   old_cwd:Path|None=None, new_cwd:Path|None=None # where each config's relative paths are read from (None: compared as strings)
+                  )->tuple[dict, dict]:
     "({field: (old, new)} refused, {field: (old, new)} extended) between two resolved configs of class `cls`"
     refused, extended = {}, {}
     defaults = {f.name: f.default for f in fields(cls)}
     for k in new.keys() | old.keys():
         a, b = old.get(k), new.get(k)
-        if k in cls.volatile or a == b: continue
+        if k in cls.volatile or a == b or same_place(a, b, old_cwd, new_cwd): continue
         if k not in old and k in defaults and b == defaults[k]: continue     # a field added since, at its default
         if k in cls.extendable and isinstance(a, int) and isinstance(b, int) and b > a: extended[k] = (a, b)
         else: refused[k] = (a, b)
@@ -295,7 +313,8 @@ def open_run(path:str|Path, kind:str, cfg:Config,   # the run folder, what kind 
         try: old = json.loads(f.read_text())
         except json.JSONDecodeError as e: raise ValueError(f"{f} is not valid JSON ({e}): use another --out, or --overwrite") from None
         if old.get('kind') != kind: raise ValueError(f"{path} holds a {old.get('kind')} run, not a {kind} run: use another --out")
-        refused, extended = config_changes(old['config'], new, type(cfg))
+        old_cwd = Path(old['cwd']) if 'cwd' in old else started_from(path, old['config'].get('out'))
+        refused, extended = config_changes(old['config'], new, type(cfg), old_cwd, Path.cwd())
         if refused:
             desc = ', '.join(f'--{k} was {a!r}, now {b!r}' for k, (a, b) in sorted(refused.items()))
             raise ValueError(f"{path} holds a run started with other arguments ({desc}): use another --out, or --overwrite to start afresh")
@@ -312,7 +331,7 @@ def open_run(path:str|Path, kind:str, cfg:Config,   # the run folder, what kind 
         raise ValueError(f"{path} is not empty and is not an ahri run folder (no {RUN_FILE}): use another --out")
     else: history = [{'event': 'created', 'date': _now()}]
     run = Run(path, kind, new, inputs, history)
-    if rank0: atomic_write_json(f, {'kind': kind, 'config': new, 'inputs': inputs, 'history': history})
+    if rank0: atomic_write_json(f, {'kind': kind, 'config': new, 'cwd': os.getcwd(), 'inputs': inputs, 'history': history})
     if dist.is_available() and dist.is_initialized(): dist.barrier()
     return run
 
