@@ -23,7 +23,8 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
-           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays']
+           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'measure_calls',
+           'calls_compiled']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -519,6 +520,36 @@ def _load_state(self:Learner, st:dict, where:str='the saved state'):
     self.compiled = st.get('compiled', False)               # a run saved before compiling existed ran eager
 
 Learner.state, Learner.load_state = _state, _load_state
+
+# %% ../nbs/03_learner.ipynb #c03a0005
+def measure_calls(model:nn.Module, run:Callable,    # run(net): one unit of the work, with `net` standing in for `model`
+                  n:int=3,                          # units timed (after one that warms up)
+                  compiled:bool=True                # False: the eager figure only (no compiling)
+                 )->dict:                           # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per unit; the first two compiled units' seconds
+    "Seconds per unit of `run`'s work with the model eager and compiled; every random generator is put back"
+    dev, rng = next(model.parameters()).device, rng_state()
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    def per_unit(net, k):
+        with compiled_step_context(dev, net is not model):
+            sync(); t = time.perf_counter()
+            for _ in range(k): run(net)
+            sync(); return (time.perf_counter() - t) / k
+    try:
+        run(model); out = {'eager_s': per_unit(model, n)}
+        if not compiled: return out
+        net = torch.compile(model)
+        return out | {'compile_s': 2 * per_unit(net, 2), 'compiled_s': per_unit(net, n)}   # the first two compile (a second shape may recompile once)
+    finally: set_rng_state(rng)
+
+def calls_compiled(compile:str,                     # 'on', 'off' or 'auto'
+                   model:nn.Module, run:Callable,   # `measure_calls`'s model and unit of work
+                   key:str,                         # what the figures depend on (`compile_key`, and what shapes the work)
+                   units:int                        # units of work the caller will do in all
+                  )->bool:
+    "Whether work of `units` calls of `run` should use `torch.compile(model)` ('auto': `compile_wins` on figures measured once per key)"
+    if check_compile_mode(compile) != 'auto': return compile == 'on'
+    fig = cached_compile_figures(key, lambda: measure_calls(model, run, compiled=False), lambda: measure_calls(model, run), units)
+    return compile_wins(fig, units)
 
 # %% ../nbs/03_learner.ipynb #274f7c14
 def _ema_model(self:Learner)->nn.Module|None:

@@ -10,7 +10,7 @@ from ..world.rollout import imagine, imagination_compiled
 from ..learner import check_compile_mode
 from .heads import WorldAgent
 from ..flow import corrupt_context, euler_step, TAU_CTX
-from .guided import Decision, OBJECTIVES, predicted
+from .guided import Decision, OBJECTIVES, predicted, CompiledPlanning
 
 # %% auto #0
 __all__ = ['RandomController', 'PolicyController', 'imagine_and_score', 'ShootingController', 'imagine_actions',
@@ -94,47 +94,51 @@ class ShootingController:
 def imagine_actions(agent:WorldAgent, ctx:torch.Tensor, tc:torch.Tensor, # (P, C, …) normalised context at levels tc (P, C)
                     actions:torch.Tensor,          # (P, H, A) actions; the first is taken at the newest context frame
                     noise:torch.Tensor,            # (P, H, *latent_shape) the starting noise
-                    calls:int=4)->tuple:           # ((P, H, …) normalised frames, `predicted` {'reward', 'value'} (P, H))
+                    calls:int=4,
+                    net=None)->tuple:              # what runs the passes: `agent` (None), or it compiled; ((P, H, …) normalised frames, `predicted` {'reward', 'value'} (P, H))
     "The frames `actions` lead to, by `calls` full-sequence denoiser calls, and the heads' reading of them (differentiable)"
-    m = agent.dynamics; P, H = actions.shape[:2]; C, dmin = ctx.shape[1], 1 / m.k_max
+    net = agent if net is None else net; m = agent.dynamics; P, H = actions.shape[:2]; C, dmin = ctx.shape[1], 1 / m.k_max
     acts = torch.cat([torch.zeros(P, C, *actions.shape[2:], device=actions.device), actions], 1)
     mask = torch.zeros(P, C + H, dtype=torch.bool, device=actions.device); mask[:, C:] = True
     x, dc = noise, torch.full_like(tc, dmin)
     for k in range(calls):
         t, tn = torch.full((P, H), 1 - k / calls, device=x.device), torch.full((P, H), 1 - (k + 1) / calls, device=x.device)
-        x0, _ = agent(torch.cat([ctx, x], 1), torch.cat([tc, t], 1), torch.cat([dc, torch.full_like(t, 1 / calls)], 1), acts, mask)
+        x0, _ = net(torch.cat([ctx, x], 1), torch.cat([tc, t], 1), torch.cat([dc, torch.full_like(t, 1 / calls)], 1), acts, mask)
         x = euler_step(x, x0[:, C:], t, tn)
     lo = torch.full((P, C + H), dmin, device=x.device)
-    _, heads = agent(torch.cat([ctx, x], 1), lo, lo, acts, mask)
+    _, heads = net(torch.cat([ctx, x], 1), lo, lo, acts, mask)
     return x, predicted(heads, C)
 
-class GradientController:
+class GradientController(CompiledPlanning):
     "Gradient ascent on action sequences through the imagined frames, scored by the heads (`objective`)"
     def __init__(self, agent:WorldAgent, horizon:int=16, steps:int=8, lr:float=0.2, samples:int=2, calls:int=4,
-                 std:float=0.3, every:int=4, objective:str='any', tau_ctx:float=TAU_CTX, seed:int=0):
+                 std:float=0.3, every:int=4, objective:str='any', tau_ctx:float=TAU_CTX, seed:int=0,
+                 compile:str='auto',      # the world model's passes compiled: 'on', 'off', or 'auto' (where `decisions` repay it, see `CompiledPlanning`)
+                 decisions:int=1):        # decisions the caller will ask of controllers like this one in all
         if horizon < every: raise ValueError(f"horizon ({horizon}) must be ≥ every ({every})")
         self.agent, self.H, self.steps, self.lr, self.S, self.calls = agent, horizon, steps, lr, samples, calls
         self.std, self.every, self.objective, self.tau_ctx = std, every, objective, tau_ctx
         self.dev = next(agent.parameters()).device; self.gen = torch.Generator(self.dev).manual_seed(seed)
-        self.mean = torch.zeros(horizon, agent.action_dim, device=self.dev)
+        self.mean = torch.zeros(horizon, agent.action_dim, device=self.dev); self.setup_compile(compile, decisions)
 
-    def __call__(self, z:torch.Tensor)->Decision:
+    def work_key(self)->str: return f'gradient H={self.H} steps={self.steps} samples={self.S} calls={self.calls} tau_ctx={self.tau_ctx}'
+    def decide(self, z:torch.Tensor, net, gen:torch.Generator, commit:bool=True)->Decision:
         m, S, obj = self.agent.dynamics, self.S, OBJECTIVES[self.objective]
-        ctx, tc = corrupt_context(m.normalize(z.float()).expand(S, *z.shape[1:]), self.tau_ctx, self.gen, k_max=m.k_max)
-        noise = torch.randn(S, self.H, *m.latent_shape, generator=self.gen, device=self.dev)
-        a = (self.mean + self.std * torch.randn(S, *self.mean.shape, generator=self.gen, device=self.dev)).clamp(-1, 1)
+        ctx, tc = corrupt_context(m.normalize(z.float()).expand(S, *z.shape[1:]), self.tau_ctx, gen, k_max=m.k_max)
+        noise = torch.randn(S, self.H, *m.latent_shape, generator=gen, device=self.dev)
+        a = (self.mean + self.std * torch.randn(S, *self.mean.shape, generator=gen, device=self.dev)).clamp(-1, 1)
         a[0] = self.mean; a.requires_grad_(True)
         opt = torch.optim.Adam([a], lr=self.lr)
         with torch.enable_grad():
             for _ in range(self.steps):
-                _, r = imagine_actions(self.agent, ctx, tc, a, noise, self.calls)
+                _, r = imagine_actions(self.agent, ctx, tc, a, noise, self.calls, net)
                 g, = torch.autograd.grad(-obj(r).sum(), a)            # gradients for the actions only
                 opt.zero_grad(); a.grad = g; opt.step()
                 with torch.no_grad(): a.clamp_(-1, 1)
         with torch.no_grad():
-            x, r = imagine_actions(self.agent, ctx, tc, a.detach(), noise, self.calls); best = int(obj(r).argmax())
+            x, r = imagine_actions(self.agent, ctx, tc, a.detach(), noise, self.calls, net); best = int(obj(r).argmax())
         a, k, n = a.detach()[best], self.every, self.calls + 1
-        self.mean = torch.cat([a[k:], torch.zeros_like(a[:k])])
+        if commit: self.mean = torch.cat([a[k:], torch.zeros_like(a[:k])])
         return Decision(a[:k].cpu().numpy(), r['reward'][best, :k].clamp(0, 1).cpu().numpy(), m.denormalize(x[best]).cpu(),
                         S * (self.steps + 1) * n, S * self.steps * n)
 

@@ -25,7 +25,7 @@ from ..planners.maze2d import astar_maker, planner_maker
 from ..planners.train import open_planner
 
 # %% auto #0
-__all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', 'planned_decisions', 'guide_config',
+__all__ = ['METHODS', 'ahri_eval_pixelmaze', 'ahri_bench_pixelmaze', 'method', 'planned_decisions', 'guide_config', 'compiling',
            'PixelMazeEvalConfig', 'pixelmaze_source', 'summarise', 'format_pixelmaze', 'plan_video', 'eval_pixelmaze',
            'PixelMazeBenchConfig', 'bench_pixelmaze', 'format_bench_pixelmaze']
 
@@ -46,26 +46,29 @@ def guide_config(cfg, **over)->GuideConfig:
     return GuideConfig(**{**dict(horizon=cfg.horizon, calls=cfg.calls, schedule=cfg.schedule, scale=cfg.scale, tokens=cfg.tokens,
                                  objective=cfg.objective, mc=cfg.mc), **over})
 
+def compiling(cfg, env:PixelMaze)->dict:
+    "A planning controller's compile settings in this evaluation: `--compile`, and the decisions it declares (`planned_decisions`)"
+    return dict(compile=cfg.compile, decisions=planned_decisions(cfg, env))
+
 method('random', 'uniform random actions')(lambda a, c, e: lambda s: RandomController(a.action_dim, c.every, s))
 method('bc', 'the policy head (goal-conditioned behaviour cloning)')(lambda a, c, e: lambda s: PolicyController(a))
-method('unguided', 'diffusion forcing without guidance')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s))
+method('unguided', 'diffusion forcing without guidance')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0.), c.every, s, **compiling(c, e)))
 method('select', 'sample --select plans, keep the best by the reward head')(
-    lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s))
-method('guided', 'guided latent planning')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c), c.every, s))
+    lambda a, c, e: lambda s: GuidedController(a, guide_config(c, scale=0., samples=c.select), c.every, s, **compiling(c, e)))
+method('guided', 'guided latent planning')(lambda a, c, e: lambda s: GuidedController(a, guide_config(c), c.every, s, **compiling(c, e)))
 
 @method('joint', 'guided latent planning, the actions diffused with the plan as joint action tokens')
 def _joint(a, c, env:PixelMaze):
     if not a.dynamics.joint: raise ValueError(f"--methods joint needs a world model with joint action tokens; {c.heads} has none (ahri_train_dynamics --joint_frac)")
-    return lambda s: GuidedController(a, guide_config(c, actions='joint'), c.every, s)
+    return lambda s: GuidedController(a, guide_config(c, actions='joint'), c.every, s, **compiling(c, env))
 
 for _m in ('cem', 'mppi'):
     method(_m, f"{_m.upper()} over action sequences")(
         lambda a, c, e, m=_m: lambda s: ShootingController(a, m, c.shoot_horizon, c.population, c.iterations, K=c.K, every=c.every,
-                                                            objective=c.objective, seed=s, compile=c.compile,
-                                                            decisions=planned_decisions(c, e)))
+                                                            objective=c.objective, seed=s, **compiling(c, e)))
 method('grad', 'gradient ascent on actions through the imagined frames')(
     lambda a, c, e: lambda s: GradientController(a, c.shoot_horizon, c.grad_steps, c.grad_lr, c.grad_samples, c.K, every=c.every,
-                                                  objective=c.objective, seed=s))
+                                                  objective=c.objective, seed=s, **compiling(c, e)))
 method('astar', 'privileged: A* on the true map and state, and the path follower')(
     lambda a, c, e: lambda s: StateController(astar_maker(e.layout.occ)))
 
@@ -98,7 +101,7 @@ class PixelMazeEvalConfig(Config):
     population:Count = 64                     # CEM/MPPI: candidates per iteration
     iterations:Count = 3                      # CEM/MPPI: iterations per decision
     K:Count = 4                               # CEM/MPPI: denoising steps per imagined frame; grad: denoiser calls per imagination
-    compile:Literal['off', 'on', 'auto'] = 'auto' # CEM/MPPI: torch.compile imagination: auto (where this evaluation's decisions repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # planners' world-model passes (guided, CEM/MPPI's imagination, gradient) compiled: auto (where this evaluation's decisions repay it, measured once per machine), on, off
     grad_steps:Count = 8                      # grad: gradient steps per decision (over --shoot_horizon frames)
     grad_lr:Positive = 0.2                    # grad: Adam step size on the actions
     grad_samples:Count = 2                    # grad: action sequences optimised together (the best is executed)
@@ -222,7 +225,7 @@ class PixelMazeBenchConfig(PixelMazeEvalConfig):
     min_time:Positive = 3.0                   # seconds per measurement
 
 def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
-    "Per method: ms per decision (batch 1), forward and backward passes, CEM/MPPI's imagination compiled or not; the guided/CEM and guided/MPPI pass ratios"
+    "Per method: ms per decision (batch 1), forward and backward passes, compiled or not; the guided/CEM and guided/MPPI pass ratios"
     cfg = resolve(cfg); set_threads(cfg.threads)
     o = open_agent(cfg.heads, device=cfg.device); layout, frameskip = pixelmaze_source(o.store)
     env = PixelMaze(layout, size=o.tok.run['img'], frameskip=frameskip)
@@ -233,7 +236,7 @@ def bench_pixelmaze(cfg:PixelMazeBenchConfig)->dict:
         if getattr(ctl, 'privileged', False): continue              # no world model: nothing of this benchmark's to measure
         d = ctl(z)
         res[name] = {'ms': 1000 * time_fn(lambda: ctl(z), o.device, warmup=1, min_time=cfg.min_time), 'forward': d.forward, 'backward': d.backward,
-                     'compiled': ctl.compiled(z) if isinstance(ctl, ShootingController) else None}
+                     'compiled': ctl.compiled(z) if hasattr(ctl, 'compiled') else None}
     eq = lambda r: r['forward'] + 2 * r['backward']
     ratios = {f'guided/{m}': eq(res['guided']) / eq(res[m]) for m in ('cem', 'mppi') if 'guided' in res and m in res and eq(res[m])}
     return {'methods': res, 'ratios': ratios, 'threads': torch.get_num_threads(), 'device': str(o.device)}

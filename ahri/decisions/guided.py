@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from ..flow import TAU_CTX, corrupt_context, euler_step, add_noise, check_pow2
 from .heads import WorldAgent, symexp
+from ..learner import check_compile_mode, compile_key, calls_compiled, compiled_step_context
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'OBJECTIVES', 'schedule', 'uniform_schedule', 'pyramid_schedule', 'goal_first_schedule', 'plan_levels',
-           'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision', 'GuidedController', 'run_pixelmaze',
-           'PositionProbe', 'train_probe', 'PixelReader', 'read_error', 'plan_paths', 'plan_crossings', 'plan_drift',
-           'exploitation_gap', 'latent_cache', 'probe_data', 'closed_loop', 'geodesic', 'path_distance', 'spearman',
-           'value_ranking', 'imagination_error']
+__all__ = ['SCHEDULES', 'OBJECTIVES', 'PLAN_MIN_PASSES', 'schedule', 'uniform_schedule', 'pyramid_schedule',
+           'goal_first_schedule', 'plan_levels', 'predicted', 'GuideConfig', 'Plan', 'guided_plan', 'Decision',
+           'CompiledPlanning', 'GuidedController', 'run_pixelmaze', 'PositionProbe', 'train_probe', 'PixelReader',
+           'read_error', 'plan_paths', 'plan_crossings', 'plan_drift', 'exploitation_gap', 'latent_cache', 'probe_data',
+           'closed_loop', 'geodesic', 'path_distance', 'spearman', 'value_ranking', 'imagination_error']
 
 # %% ../../nbs/72_guided.ipynb #72a0c1e07
 SCHEDULES = {}
@@ -92,7 +93,7 @@ class Plan:
 # %% ../../nbs/72_guided.ipynb #72a0c1e0d
 def _rep(v:torch.Tensor, R:int)->torch.Tensor: return v.repeat(R, *[1] * (v.ndim - 1))
 
-def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generator, cond:dict):
+def _guidance(agent, ctx, x, tau, d, cfg:GuideConfig, moving, generator, cond:dict): # agent: the `WorldAgent`, or it compiled
     "(x̂₀ of the plan frames, the normalised guidance to add to it, forward passes, backward passes, x̂₀ of the plan's actions or None)"
     C = ctx.shape[1]; obj = OBJECTIVES[cfg.objective]
     acts = lambda heads: heads['actions'][:len(x), C:].detach() if cond else None
@@ -117,9 +118,10 @@ def _guidance(agent:WorldAgent, ctx, x, tau, d, cfg:GuideConfig, moving, generat
 @torch.no_grad()
 def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) context latents, tokenizer space
                 cfg:GuideConfig=GuideConfig(), generator:torch.Generator|None=None,
-                trace:bool=False)->Plan:            # keep x̂₀ of every call (for pictures)
+                trace:bool=False,                   # keep x̂₀ of every call (for pictures)
+                net=None)->Plan:                    # what runs the world-model passes: `agent` (None), or it compiled
     "Plan `cfg.horizon` frames after the context by guided diffusion forcing, and read the actions off the plan"
-    m = agent.dynamics; B, C, dev, S, n = *z.shape[:2], z.device, cfg.samples, cfg.horizon
+    net = agent if net is None else net; m = agent.dynamics; B, C, dev, S, n = *z.shape[:2], z.device, cfg.samples, cfg.horizon
     joint = cfg.actions == 'joint'
     if joint and not m.joint: raise ValueError("actions='joint' needs a world model trained with joint action tokens (ahri_train_dynamics --joint_frac)")
     clean = m.normalize(z.float())
@@ -136,13 +138,13 @@ def guided_plan(agent:WorldAgent, z:torch.Tensor,   # (B, C, *latent_shape) cont
         t, tn = lv[k].expand(B * S, n), lv[k + 1].expand(B * S, n)
         tau = torch.cat([tc, t], 1); d = torch.cat([torch.full_like(tc, dmin), torch.where(t > 0, step, dmin)], 1)
         moving = t > tn
-        x0, g, f, b, a0 = _guidance(agent, ctx, x, tau, d, cfg, moving, generator, cond(t)); fwd += f; bwd += b
+        x0, g, f, b, a0 = _guidance(net, ctx, x, tau, d, cfg, moving, generator, cond(t)); fwd += f; bwd += b
         x0 = x0 + g
         x = torch.where(moving.view(*moving.shape, *[1] * (x.ndim - 2)), euler_step(x, x0, t.clamp(min=dmin), tn), x)
         if joint: a = torch.where(moving[..., None], euler_step(a, a0, t.clamp(min=dmin), tn), a)
         if trace: hist.append(m.denormalize(x0.view(B, S, n, *m.latent_shape)[:, 0]))
     lo = torch.full((B * S, C + n), dmin, device=dev)
-    _, heads = agent(torch.cat([ctx, x], 1), lo, lo, **cond(torch.zeros_like(lo[:, C:]))); fwd += 1   # the clean plan, scored
+    _, heads = net(torch.cat([ctx, x], 1), lo, lo, **cond(torch.zeros_like(lo[:, C:]))); fwd += 1   # the clean plan, scored
     p = predicted(heads, C); r, v = p['reward'], OBJECTIVES[cfg.objective](p)
     best = v.view(B, S).argmax(1) + torch.arange(B, device=dev) * S
     x, r, v = x[best], r[best], v[best]
@@ -167,16 +169,39 @@ class Decision:
     forward:int = 0                     # world-model forward passes spent
     backward:int = 0                    # and backward passes
 
-class GuidedController:
+PLAN_MIN_PASSES = 10_000   # 'auto' never compiles planning that makes fewer world-model passes (forward + 2 × backward) in all
+
+class CompiledPlanning:
+    """A controller whose world-model passes run through `self.net`: the agent itself for its first decision, then,
+    where `compile` says so, the agent compiled ('auto': `calls_compiled` on `decisions` decisions like the first)"""
+    def setup_compile(self, compile:str, decisions:int): self.compile, self.decisions, self.net = check_compile_mode(compile), decisions, None
+    def decide(self, z:torch.Tensor, net, gen:torch.Generator, commit:bool=True)->Decision: raise NotImplementedError   # commit: keep warm starts
+    def compiled(self, z:torch.Tensor|None=None)->bool: return self.net is not None and self.net is not self.agent
+    def __call__(self, z:torch.Tensor)->Decision:  # z: (1, C, *latent_shape) latents of the last C real frames
+        net = self.agent if self.net is None else self.net
+        with compiled_step_context(z.device, net is not self.agent): d = self.decide(z, net, self.gen)
+        if self.net is None: self.net = torch.compile(self.agent) if self.pays(z, d) else self.agent
+        return d
+    def pays(self, z:torch.Tensor, d:Decision)->bool:
+        "Whether the decisions to come run compiled, judged on the first one, `d`"
+        if self.compile == 'auto' and (d.forward + 2 * d.backward) * self.decisions < PLAN_MIN_PASSES: return False
+        run = lambda net: self.decide(z, net, torch.Generator(z.device).manual_seed(0), commit=False)
+        return calls_compiled(self.compile, self.agent, run, compile_key(self.agent, [z], z.device) + f'|{self.work_key()}', self.decisions)
+    def work_key(self)->str: return type(self).__name__
+
+class GuidedController(CompiledPlanning):
     "Guided latent planning as a controller: plan from the context, execute the first `every` actions"
-    def __init__(self, agent:WorldAgent, cfg:GuideConfig=GuideConfig(), every:int=4, seed:int=0):
+    def __init__(self, agent:WorldAgent, cfg:GuideConfig=GuideConfig(), every:int=4, seed:int=0,
+                 compile:str='auto',    # the world model's passes compiled: 'on', 'off', or 'auto' (where `decisions` repay it)
+                 decisions:int=1):      # decisions the caller will ask of controllers like this one in all (an evaluation: all its episodes')
         if cfg.actions == 'inverse' and cfg.horizon - agent.S + 1 < every:
             raise ValueError(f"a plan of {cfg.horizon} frames yields {cfg.horizon - agent.S + 1} actions (inverse span {agent.S}), fewer than every={every}")
         if cfg.horizon < every: raise ValueError(f"a plan of {cfg.horizon} frames is shorter than every={every}")
         self.agent, self.cfg, self.every = agent, cfg, every
-        self.gen = torch.Generator(next(agent.parameters()).device).manual_seed(seed)
-    def __call__(self, z:torch.Tensor)->Decision:  # z: (1, C, *latent_shape) latents of the last C real frames
-        p = guided_plan(self.agent, z, self.cfg, self.gen); k = self.every
+        self.gen = torch.Generator(next(agent.parameters()).device).manual_seed(seed); self.setup_compile(compile, decisions)
+    def work_key(self)->str: return f'guided {self.cfg} every={self.every}'
+    def decide(self, z:torch.Tensor, net, gen:torch.Generator, commit:bool=True)->Decision:
+        p = guided_plan(self.agent, z, self.cfg, gen, net=net); k = self.every
         return Decision(p.actions[0, :k].cpu().numpy(), p.reward[0, :k].cpu().numpy(), p.latents[0].cpu(), p.forward, p.backward)
 
 @torch.no_grad()
