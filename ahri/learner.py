@@ -22,9 +22,8 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'deterministic_kernels', 'compiled_step_context', 'lr_factor', 'world', 'init_distributed',
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
-           'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_compile',
-           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'measure_calls',
-           'calls_compiled']
+           'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_calls', 'measure_compile',
+           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'calls_compiled']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -361,29 +360,35 @@ def compile_key(model:nn.Module, batch, device)->str:
     return '|'.join(map(str, (_machine(device), torch.__version__, torch.device(device).type, type(unwrap(model)).__name__,
                               sum(p.numel() for p in model.parameters()), shapes)))
 
+def measure_calls(model:nn.Module, run:Callable,    # run(net): one unit of the work, with `net` standing in for `model`
+                  n:int=3,                          # units timed (after one that warms up)
+                  compiled:bool=True                # False: the eager figure only (no compiling)
+                 )->dict:                           # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per unit; the first three compiled units' seconds
+    "Seconds per unit of `run`'s work with the model eager and compiled (inside `compiled_step_context`); every random generator is put back"
+    dev, rng = next(model.parameters()).device, rng_state()
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    def seconds(net, k):
+        with compiled_step_context(dev, net is not model):
+            sync(); t = time.perf_counter()
+            for _ in range(k): run(net)
+            sync(); return time.perf_counter() - t
+    try:
+        run(model); out = {'eager_s': seconds(model, n) / n}
+        if not compiled: return out
+        net = torch.compile(model)
+        return out | {'compile_s': seconds(net, 3), 'compiled_s': seconds(net, n) / n}   # the first three compile (a second shape may recompile once)
+    finally: set_rng_state(rng)
+
 def measure_compile(model:nn.Module, loss_fn, batch, device, steps:int=3, amp:bool=True,
                     compiled:bool=True       # False: time the eager step only (cheap: no compilation)
                    )->dict:                  # {'eager_s'} (+ 'compiled_s', 'compile_s'): seconds per step, seconds compiling
-    "Seconds per step of a copy of `model`, eager and compiled; every random generator is put back afterwards"
-    dev, rng = torch.device(device), rng_state()
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    kw = {'step': 0} if 'step' in inspect.signature(loss_fn).parameters else {}
-    try:
-        m = copy.deepcopy(unwrap(model)).train(); opt = torch.optim.AdamW(m.parameters(), 1e-6)
-        def step(net):
-            with amp_context(dev, amp): out = loss_fn(net, batch, **kw)
-            (sum(out.values()) if isinstance(out, dict) else out).backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        def per_step(net, n):
-            sync(); t = time.perf_counter()
-            for _ in range(n): step(net)
-            sync(); return (time.perf_counter() - t) / n
-        step(m); out = {'eager_s': per_step(m, steps)}
-        if not compiled: return out
-        with compiled_step_context(dev):                         # as the compiled run will train
-            net = torch.compile(m); t0 = time.perf_counter()
-            for _ in range(3): step(net)                         # compile (a second shape may recompile once)
-            return out | {'compile_s': time.perf_counter() - t0, 'compiled_s': per_step(net, steps)}
-    finally: set_rng_state(rng)
+    "Seconds per training step of a copy of `model`, eager and compiled (`measure_calls`); every random generator is put back afterwards"
+    dev, kw = torch.device(device), {'step': 0} if 'step' in inspect.signature(loss_fn).parameters else {}
+    m = copy.deepcopy(unwrap(model)).train(); opt = torch.optim.AdamW(m.parameters(), 1e-6)
+    def step(net):
+        with amp_context(dev, amp): out = loss_fn(net, batch, **kw)
+        (sum(out.values()) if isinstance(out, dict) else out).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    return measure_calls(m, step, steps, compiled)
 
 def cached_compile_figures(key:str,                    # what the figures depend on (`compile_key`, and more where needed)
                            eager:Callable[[], dict],       # measures {'eager_s'}: cheap, no compiling
@@ -522,25 +527,6 @@ def _load_state(self:Learner, st:dict, where:str='the saved state'):
 Learner.state, Learner.load_state = _state, _load_state
 
 # %% ../nbs/03_learner.ipynb #c03a0005
-def measure_calls(model:nn.Module, run:Callable,    # run(net): one unit of the work, with `net` standing in for `model`
-                  n:int=3,                          # units timed (after one that warms up)
-                  compiled:bool=True                # False: the eager figure only (no compiling)
-                 )->dict:                           # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per unit; the first two compiled units' seconds
-    "Seconds per unit of `run`'s work with the model eager and compiled; every random generator is put back"
-    dev, rng = next(model.parameters()).device, rng_state()
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    def per_unit(net, k):
-        with compiled_step_context(dev, net is not model):
-            sync(); t = time.perf_counter()
-            for _ in range(k): run(net)
-            sync(); return (time.perf_counter() - t) / k
-    try:
-        run(model); out = {'eager_s': per_unit(model, n)}
-        if not compiled: return out
-        net = torch.compile(model)
-        return out | {'compile_s': 2 * per_unit(net, 2), 'compiled_s': per_unit(net, n)}   # the first two compile (a second shape may recompile once)
-    finally: set_rng_state(rng)
-
 def calls_compiled(compile:str,                     # 'on', 'off' or 'auto'
                    model:nn.Module, run:Callable,   # `measure_calls`'s model and unit of work
                    key:str,                         # what the figures depend on (`compile_key`, and what shapes the work)
