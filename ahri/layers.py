@@ -13,9 +13,9 @@ from einops import rearrange
 
 # %% auto #0
 __all__ = ['ATTENTION_BACKENDS', 'PATCH', 'LATENT', 'QUERY', 'FLEX_SHAPES', 'FLEX_FALLBACKS', 'RotaryEmbedding', 'softcap',
-           'explicit_attention', 'sdpa_attention', 'Attention', 'SwiGLU', 'Block', 'AdaBlock', 'rule_mask',
-           'block_causal', 'encoder_rule', 'decoder_rule', 'frame_layout', 'block_mask', 'flex_attention_blocks',
-           'set_attention', 'attention_cases']
+           'explicit_attention', 'sdpa_attention', 'Attention', 'SwiGLU', 'Block', 'AdaBlock', 'prefix_kv',
+           'with_prefix', 'rule_mask', 'block_causal', 'encoder_rule', 'decoder_rule', 'frame_layout', 'block_mask',
+           'flex_attention_blocks', 'set_attention', 'attention_cases']
 
 # %% ../nbs/06_layers.ipynb #8e21d0bc
 class RotaryEmbedding(nn.Module):
@@ -141,6 +141,32 @@ class AdaBlock(Block):
         s1, b1, g1, s2, b2, g2 = self.ada(F.silu(cond))[:, None].chunk(6, -1)
         x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1, mask, pos)
         return x + g2 * self.ffn(self.norm2(x) * (1 + s2) + b2)
+
+# %% ../nbs/06_layers.ipynb #pf000002
+def prefix_kv(blocks:nn.ModuleList,         # `Block`s (no RoPE: a prefix carries its positions in its tokens)
+              s:torch.Tensor,               # (B, P, dim) prefix tokens
+              mask:torch.Tensor|None=None   # bool (P, P) or (B, P, P) among the prefix tokens (None: all see all)
+             )->list[tuple]:                # per block, (k, v) of the prefix, as `Attention.qkv` returns them
+    "Each block's keys and values of a prefix that attends only to itself (the last block's output is not needed)"
+    kvs = []
+    for i, blk in enumerate(blocks):
+        q, k, v = blk.attn.qkv(blk.norm1(s)); kvs.append((k, v))
+        if i < len(blocks) - 1:
+            s = s + blk.attn.attend(q, k, v, mask)
+            s = s + blk.ffn(blk.norm2(s))
+    return kvs
+
+def with_prefix(blocks:nn.ModuleList, x:torch.Tensor, # the same blocks; (B, L, dim) the tokens after the prefix
+                kvs:list[tuple],            # `prefix_kv` of the prefix (batch B or 1)
+                mask:torch.Tensor|None=None # bool (L, P + L) or (B, L, P + L): what each of the L tokens sees (None: everything)
+               )->torch.Tensor:             # (B, L, dim)
+    "The blocks over the L tokens, each attending to the prefix's cached keys and values and to the L tokens"
+    for blk, (pk, pv) in zip(blocks, kvs):
+        q, k, v = blk.attn.qkv(blk.norm1(x))
+        if pk.shape[0] != k.shape[0]: pk, pv = pk.expand(k.shape[0], -1, -1, -1), pv.expand(k.shape[0], -1, -1, -1)
+        x = x + blk.attn.attend(q, torch.cat([pk, k], 2), torch.cat([pv, v], 2), mask)
+        x = x + blk.ffn(blk.norm2(x))
+    return x
 
 # %% ../nbs/06_layers.ipynb #b94e289b
 PATCH, LATENT, QUERY = 0, 1, 2   # token kinds used by the tokenizer's rules

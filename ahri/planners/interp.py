@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from ..layers import Block
+from ..layers import Block, prefix_kv, with_prefix
 from .keyframes import Keyframes, corrupt
 from .maze import resample, collision_stats
 from .keypoints import (MazeEncoder, local_features, maze_channels, timestep_embedding, to_unit, from_unit, fourier_position,
@@ -73,7 +73,8 @@ class TrajDenoiser(nn.Module):
                 geo:bool=False              # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
                )->torch.Tensor:             # (B, T, d) x̂0
         B, T, _ = x.shape
-        L = torch.full((B,), T, device=x.device) if L is None else L.to(x.device)
+        full = L is None
+        L = torch.full((B,), T, device=x.device) if full else L.to(x.device)
         k = anchor.sum(1)
         dens = self.density(torch.cat([timestep_embedding(g * 100, self.dim) for g in gap_features(k, L, self.T).unbind(-1)], -1))
         head = torch.stack([dens, self.endpoint(start), self.endpoint(goal)], 1) + self.kind
@@ -85,11 +86,10 @@ class TrajDenoiser(nn.Module):
             share = torch.arange(T, device=x.device)[None] / (L[:, None] - 1).clamp(min=1)          # (B, T)
             h = h + self.share(timestep_embedding(100 * share.flatten(), self.dim).view(B, T, -1).to(x.dtype))
             h = h + self.xpos(fourier_position(from_unit(x[..., :2], maze.shape[-2:])))
-        prefix = torch.cat([head, self.maze.tokens(fmap)], 1)
-        z = torch.cat([prefix, h], 1)
-        mask = self.attn_mask(prefix.shape[1], L, T)
-        for blk in self.blocks: z = blk(z, mask)
-        out = x + self.out(self.norm(z[:, -T:]))
+        prefix = torch.cat([head, self.maze.tokens(fmap)], 1)                   # sees only itself: its keys and values, once
+        mask = self.attn_mask(prefix.shape[1], L, T)[:, prefix.shape[1]:] if self.causal or not full else None   # full: no mask, no host sync
+        z = with_prefix(self.blocks, h, prefix_kv(self.blocks, prefix), mask)       # the points see the prefix and the valid points
+        out = x + self.out(self.norm(z))
         return (out, self.maze.geodesic(fmap)) if geo else out
 
 # %% ../../nbs/53_interp.ipynb #d77123a2
@@ -185,7 +185,7 @@ def refine(model:TrajDenoiser, anchors:torch.Tensor, # (B, k_min, d) the sparses
         anc = kf.anchor_mask(s, B).to(anchors.device)
         xs = kf.interp(x, s)
         conf = confidence_of(anc, Ls, torch.where(student, c, TEACHER).to(anchors.device))
-        out = model(pad(xs, 0), pad(anc, False), pad(conf, 0), maze, start, goal, Ls)[:, :L]
+        out = model(pad(xs, 0), pad(anc, False), pad(conf, 0), maze, start, goal, Ls if L < T else None)[:, :L]
         x = _clamp(out, xs, anc, conf, Ls, clamp, clamp_dims, soft)
     return x
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..layers import Block
+from ..layers import Block, prefix_kv, with_prefix
 from ..ddpm import DDPMSchedule, q_sample, diffusion_sample, to_x0_eps, x0_to_eps
 from .maze import sdf_grid, segment_hits, points_in_walls
 from .keyframes import Keyframes, keypoints_for
@@ -157,11 +157,12 @@ class KeypointDenoiser(nn.Module):
                  cnn_layers:int=3,          # depth of the maze CNN
                  ends:bool=True,            # the CNN also reads start/goal maps
                  general:bool=False,        # any maze size and any number of keypoints (k is then only the default)
-                 reach:int=0):              # channels of the maze encoder's `Reach` propagation (0: none)
+                 reach:int=0,               # channels of the maze encoder's `Reach` propagation (0: none)
+                 cached_maze:bool=False):   # maze, start and goal tokens attend only among themselves: their keys and values are computed once per plan
         super().__init__()
         self.config = dict(hw=list(hw) if hw else None, k=k, dim=dim, depth=depth, heads=heads, steps=steps, local=local,
-                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach)
-        self.hw, self.k, self.dim, self.general = tuple(hw) if hw else None, k, dim, general
+                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach) | ({'cached_maze': True} if cached_maze else {})
+        self.hw, self.k, self.dim, self.general, self.cached_maze = tuple(hw) if hw else None, k, dim, general, cached_maze
         self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general, reach=reach)
         self.inp = nn.Linear(2, dim)
         if general: self.order, self.kpos = nn.Linear(2 * dim, dim), nn.Linear(24, dim)   # index as a share of the path; position in cells
@@ -181,20 +182,25 @@ class KeypointDenoiser(nn.Module):
                 geo:bool=False,             # also return the encoder's (B, 2, H, W) estimate of `geodesic_maps` (needs reach)
                 enc:tuple|None=None         # `encode_maze(maze, start, goal)`, computed once and reused across DDIM steps
                )->torch.Tensor:             # (B, K, 2) ε̂ or x̂0
-        head = torch.stack([self.t_mlp(timestep_embedding(t, self.dim)), self.endpoint(start), self.endpoint(goal)], 1) + self.kind
-        fmap, mtok = enc if enc is not None else self.encode_maze(maze, start, goal)
+        step = self.t_mlp(timestep_embedding(t, self.dim)) + self.kind[0]
+        fmap, m = enc if enc is not None else self.encode_maze(maze, start, goal)
         K = x.shape[1]
         kp = self.inp(x) + (self.index(K, x) if self.general else self.idx)
         if self.general: kp = kp + self.kpos(fourier_position(from_unit(x, maze.shape[-2:])))
         if self.local is not None: kp = kp + self.local(local_features(fmap, x))
-        h = torch.cat([head, mtok, kp], 1)
-        for blk in self.blocks: h = blk(h)
+        if self.cached_maze: h = with_prefix(self.blocks, torch.cat([step[:, None], kp], 1), m)   # m: the prefix's keys and values
+        else:
+            h = torch.cat([step[:, None], self._ends(start, goal), m, kp], 1)                     # m: the maze tokens
+            for blk in self.blocks: h = blk(h)
         out = self.out(self.norm(h[:, -K:]))
         return (out, self.maze.geodesic(fmap)) if geo else out
 
-    def encode_maze(self, maze:torch.Tensor, start:torch.Tensor, goal:torch.Tensor)->tuple: # (feature map, maze tokens)
+    def _ends(self, start, goal): return torch.stack([self.endpoint(start), self.endpoint(goal)], 1) + self.kind[1:]
+
+    def encode_maze(self, maze:torch.Tensor, start:torch.Tensor, goal:torch.Tensor)->tuple: # (feature map, maze tokens or, cached, the prefix's keys and values)
         "What the model reads from the maze and endpoints alone: the same at every DDIM step of one plan"
-        fmap = self.maze.features(maze, start, goal); return fmap, self.maze.tokens(fmap)
+        fmap = self.maze.features(maze, start, goal); mtok = self.maze.tokens(fmap)
+        return fmap, (prefix_kv(self.blocks, torch.cat([self._ends(start, goal), mtok], 1)) if self.cached_maze else mtok)
 
     def index(self, K:int, x:torch.Tensor)->torch.Tensor: # (K, dim)
         "The embedding of keypoint i of K: its index and its share i/(K-1) of the path, so any K means something"

@@ -63,17 +63,18 @@ class PlannerStages(RunConfig):
     bootstrap_cap:Frac = 0.5                  # largest share of stage-2 plans re-corrupted with stage-1 keypoints
     causal:bool = False                       # train the causal (variable-horizon) stage 2
     stage1_from:str|None = None               # start from the stage 1 of another planner run, copied in (default: train one)
+    cached_maze:bool = False                  # stage 1's maze, start and goal tokens attend only among themselves, so a plan computes them once (52_keypoints)
     def check(self):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
         if self.reach_geo and not self.reach: raise ConfigError(f"--reach_geo needs --reach (the channels it teaches), got --reach_geo {self.reach_geo} without")
 
 SETTINGS = ('size', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'batch_size', 'steps1', 'steps2', 'steps_base', 'lr', 'warmup',
-            'min_size', 'families', 'reach', 'reach_geo')
+            'min_size', 'families', 'reach', 'reach_geo', 'cached_maze')
 
 def planner_settings(cfg:PlannerStages, **extra)->dict:
     "The settings `open_planner` rebuilds the models from (planner.json); `general`: one model for every maze size"
-    p = {k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k)}
+    p = {k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k) and (k != 'cached_maze' or cfg.cached_maze)}   # runs from before the flag: the same settings
     return {**p, 'general': p.get('min_size') is not None, **extra}
 
 @dataclass(kw_only=True)
@@ -152,7 +153,7 @@ def _config(p:dict, cfg, run, key:str)->TrainConfig:
 
 def _fit(learn:Learner, run:Path, sub:str, info:dict)->Learner: return fit_run(learn, run / sub, info, stage=sub)
 
-_STAGE1_KEYS = ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size', 'reach', 'reach_geo')
+_STAGE1_KEYS = ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_steps', 'lr', 'warmup', 'general', 'min_size', 'reach', 'reach_geo', 'cached_maze')
 
 def borrowed_stage1(p:dict, cfg)->dict|None:
     "The newest stage-1 checkpoint of `cfg.stage1_from`, checked to have the same settings (None without --stage1_from)"
@@ -165,7 +166,7 @@ def train_stage1(run, p:dict, cfg, source=None)->Learner:
     _borrow_stage1(run.path, p, cfg)
     sched = DDPMSchedule(p['diffusion_steps'])
     model = KeypointDenoiser(_models_hw(p), k=p['k'], dim=p['dim'], depth=p['depth'], heads=p['heads'], steps=p['diffusion_steps'],
-                             cnn_layers=p['cnn_layers'], general=p.get('general', False), reach=p.get('reach') or 0)
+                             cnn_layers=p['cnn_layers'], general=p.get('general', False), reach=p.get('reach') or 0, cached_maze=p.get('cached_maze', False))
     data = _stream(_problems(p, cfg, source, p['batch_size']), lambda pr, g: keypoint_batch(pr, _kf(pr, p)), cfg.seed + 1)
     return _fit(Learner(model, keypoint_loss(sched, 'x0', geo=p.get('reach_geo') or 0), data, _config(p, cfg, run, 'steps1'), device=cfg.device, progress=not cfg.quiet),
                 run.path, 'stage1', {'kind': 'planner_stage1', 'pred': 'x0', **p})
