@@ -221,14 +221,16 @@ def borrowed_stage(src:str|Path|None,          # the other run folder (None: not
                    stage:str,                 # the stage's folder
                    settings:str,              # the run's settings file, e.g. 'planner.json'
                    p:dict, keys,              # this run's settings, and the keys that must agree
-                   flag:str='--stage1_from')->dict|None: # the option that named `src`, for messages
+                   flag:str='--stage1_from',  # the option that named `src`, for messages
+                   defaults:dict|None=None    # a key's value in runs written before it existed (settings added since)
+                  )->dict|None:
     "The newest checkpoint of `src`'s `stage`, checked to be built with the same settings `keys` as `p`"
     if not src: return None
     src = Path(src)
     ck = find_checkpoint(src / stage, parts=()) if (src / settings).exists() else None
     if ck is None: raise ValueError(f"{flag} {src}: not a run with a trained {stage} (no {settings}, or no checkpoint in {stage}/)")
     other = json.loads((src / settings).read_text())
-    diff = [k for k in keys if other.get(k) != p.get(k)]
+    diff = [k for k in keys if other.get(k, (defaults or {}).get(k)) != p.get(k)]
     if diff: raise ValueError(f"{flag} {src}: its {stage} was built with other settings ({', '.join(diff)})")
     return ck
 

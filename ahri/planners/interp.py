@@ -55,14 +55,12 @@ class TrajDenoiser(nn.Module):
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
 
     def attn_mask(self, n_prefix:int, L:torch.Tensor, T:int)->torch.Tensor:
-        "(B, P+T, P+T) bool: the prefix sees itself; point t sees the prefix and the valid points (≤ t if causal)"
-        dev = L.device; P = n_prefix
+        "(B, T, P+T) bool: point t sees the prefix and the valid points (≤ t if causal); the prefix sees only itself"
+        dev = L.device
         j = torch.arange(T, device=dev)
         pts = (j[None, None, :] < L[:, None, None]).expand(-1, T, -1)     # (B, T, T) valid keys
         if self.causal: pts = pts & (j[None, :, None] >= j[None, None, :])
-        top = torch.cat([torch.ones(P, P, dtype=torch.bool, device=dev), torch.zeros(P, T, dtype=torch.bool, device=dev)], 1)
-        bot = torch.cat([torch.ones(len(L), T, P, dtype=torch.bool, device=dev), pts], 2)
-        return torch.cat([top.expand(len(L), -1, -1), bot], 1)
+        return torch.cat([torch.ones(len(L), T, n_prefix, dtype=torch.bool, device=dev), pts], 2)
 
     def forward(self, x:torch.Tensor,       # (B, T, d) x_s in unit coordinates (padding: anything)
                 anchor:torch.Tensor,        # (B, T) bool
@@ -87,7 +85,7 @@ class TrajDenoiser(nn.Module):
             h = h + self.share(timestep_embedding(100 * share.flatten(), self.dim).view(B, T, -1).to(x.dtype))
             h = h + self.xpos(fourier_position(from_unit(x[..., :2], maze.shape[-2:])))
         prefix = torch.cat([head, self.maze.tokens(fmap)], 1)                   # sees only itself: its keys and values, once
-        mask = self.attn_mask(prefix.shape[1], L, T)[:, prefix.shape[1]:] if self.causal or not full else None   # full: no mask, no host sync
+        mask = self.attn_mask(prefix.shape[1], L, T) if self.causal or not full else None   # full: no mask, no host sync
         z = with_prefix(self.blocks, h, prefix_kv(self.blocks, prefix), mask)       # the points see the prefix and the valid points
         out = x + self.out(self.norm(z))
         return (out, self.maze.geodesic(fmap)) if geo else out

@@ -161,7 +161,7 @@ class KeypointDenoiser(nn.Module):
                  cached_maze:bool=False):   # maze, start and goal tokens attend only among themselves: their keys and values are computed once per plan
         super().__init__()
         self.config = dict(hw=list(hw) if hw else None, k=k, dim=dim, depth=depth, heads=heads, steps=steps, local=local,
-                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach) | ({'cached_maze': True} if cached_maze else {})
+                           cnn_layers=cnn_layers, ends=ends, general=general, reach=reach, cached_maze=cached_maze)
         self.hw, self.k, self.dim, self.general, self.cached_maze = tuple(hw) if hw else None, k, dim, general, cached_maze
         self.maze = MazeEncoder(hw, dim, layers=cnn_layers, ends=ends, general=general, reach=reach)
         self.inp = nn.Linear(2, dim)

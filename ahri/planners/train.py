@@ -74,7 +74,7 @@ SETTINGS = ('size', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', 'diffusion_
 
 def planner_settings(cfg:PlannerStages, **extra)->dict:
     "The settings `open_planner` rebuilds the models from (planner.json); `general`: one model for every maze size"
-    p = {k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k) and (k != 'cached_maze' or cfg.cached_maze)}   # runs from before the flag: the same settings
+    p = {k: getattr(cfg, k) for k in SETTINGS if hasattr(cfg, k)}
     return {**p, 'general': p.get('min_size') is not None, **extra}
 
 @dataclass(kw_only=True)
@@ -157,7 +157,7 @@ _STAGE1_KEYS = ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', '
 
 def borrowed_stage1(p:dict, cfg)->dict|None:
     "The newest stage-1 checkpoint of `cfg.stage1_from`, checked to have the same settings (None without --stage1_from)"
-    return borrowed_stage(cfg.stage1_from, 'stage1', 'planner.json', p, _STAGE1_KEYS)
+    return borrowed_stage(cfg.stage1_from, 'stage1', 'planner.json', p, _STAGE1_KEYS, defaults={'cached_maze': False})   # runs from before the flag
 
 def _borrow_stage1(run:Path, p:dict, cfg): borrow_stage(run, 'stage1', borrowed_stage1(p, cfg))
 
