@@ -25,7 +25,8 @@ from ..metrics import frechet_distance
 # %% auto #0
 __all__ = ['CONDITIONS', 'SAMPLE_ETA', 'ClipSet', 'load_clips', 'keyframe_index', 'LatentPatches', 'register_condition',
            'make_reader', 'CaptionReader', 'attend_mask', 'KeyframeDenoiser', 'keyframe_loss', 'keyframe_batches',
-           'sample_keyframes', 'fill_clip', 'decode_clips', 'judge_clips', 'clip_features', 'tokenizer_fd']
+           'sample_keyframes', 'fill_clip', 'caption_score', 'decode_clips', 'judge_clips', 'clip_features',
+           'tokenizer_fd']
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0008
 @dataclass
@@ -215,6 +216,12 @@ def keyframe_batches(clips:ClipSet, K:int, batch_size:int, seed:int=0)->RandomBa
 def _pad_to(a:torch.Tensor, L:int)->torch.Tensor:
     return torch.cat([a, a.new_zeros(a.shape[0], L - a.shape[1], *a.shape[2:])], 1)
 
+def _with_null(model:KeyframeDenoiser, fc:torch.Tensor, mc:torch.Tensor)->tuple[torch.Tensor, torch.Tensor]:
+    "Encoded conditions followed by as many empty ones: one forward pass gives the conditional and the unconditional halves"
+    fu, mu = model.encode_cond(model.reader.null(len(fc)))
+    L = max(fc.shape[1], fu.shape[1])
+    return torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)])
+
 SAMPLE_ETA = 0.0   # stage 1's sampling noise by default: 0 deterministic DDIM, 1 fresh noise at every step (65_keyvideo measures both)
 
 @torch.no_grad()
@@ -227,10 +234,13 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
                      init:torch.Tensor|None=None, # (B, K, *latent) keyframes to re-create instead of starting from noise (SDEdit) ...
                      strength:float=1.0,        # ... noised to step strength·T first (1: as from pure noise)
                      trace:list|None=None,      # if given, each step's x̂0 (B, K, *latent) is appended to it
-                     eta:float=SAMPLE_ETA       # noise put back at each step: 0 DDIM, 1 DDPM-like
+                     eta:float=SAMPLE_ETA,      # noise put back at each step: 0 DDIM, 1 DDPM-like
+                     best_of:int=1              # draw this many keyframe sets per condition, keep the one its `caption_score` ranks first
                     )->torch.Tensor:            # (B, K, *latent) standardized keyframe latents
     "Keyframes for each condition, by DDIM (η = 0) or ancestral steps (η = 1) with classifier-free guidance (from noise, or from noised keyframes `init`)"
     model.eval(); dev = next(model.parameters()).device; B = model.reader.size(cond)
+    if best_of < 1: raise ValueError(f"best_of must be ≥ 1, got {best_of}")
+    if best_of > 1: return _best_of(model, sched, cond, best_of, trace, seed=seed, steps=steps, guidance=guidance, clip=clip, init=init, strength=strength, eta=eta)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(B, model.K, *model.latent_shape, generator=g).to(dev)
     t0 = None
@@ -239,10 +249,7 @@ def sample_keyframes(model:KeyframeDenoiser, sched:DDPMSchedule,
         t0 = max(0, round(strength * sched.T) - 1); steps = max(1, round(steps * strength))
         noise = q_sample(sched, init.to(dev), noise, torch.full((B,), t0, device=dev))
     fc, mc = model.encode_cond(cond)
-    if guidance != 1:
-        fu, mu = model.encode_cond(model.reader.null(B))
-        L = max(fc.shape[1], fu.shape[1])
-        both = (torch.cat([_pad_to(fc, L), _pad_to(fu, L)]), torch.cat([_pad_to(mc, L), _pad_to(mu, L)]))
+    if guidance != 1: both = _with_null(model, fc, mc)
     def guided(x, t):
         if guidance == 1: out = model(x, t, enc=(fc, mc))
         else:
@@ -258,6 +265,35 @@ def fill_clip(keyframes:torch.Tensor, # (B, K, *latent) keyframe latents
     "The clip of stage 1 alone: every latent between two keyframes interpolated linearly"
     B, K = keyframes.shape[:2]
     return keypoints_to_traj(keyframes_for(T, K), keyframes.flatten(2)).view(B, T, *keyframes.shape[2:])
+
+# %% ../../nbs/63_keyclips.ipynb #c63b0002
+@torch.no_grad()
+def caption_score(model:KeyframeDenoiser, sched:DDPMSchedule,
+                  keyframes:torch.Tensor,   # (B, K, *latent) standardized keyframe latents
+                  cond,                     # their conditions (captions: a list of B strings)
+                  levels:int=16,            # noise levels, evenly spaced over the schedule
+                  seed:int=0)->torch.Tensor: # (B,) higher: the condition explains the keyframes better
+    "How much the condition helps the model recover the keyframes from noise: unconditional minus conditional x̂0 error, averaged over `levels` noise levels"
+    model.eval(); dev = next(model.parameters()).device; x0 = keyframes.to(dev); B = len(x0)
+    enc = _with_null(model, *model.encode_cond(cond))
+    g, score = torch.Generator().manual_seed(seed), torch.zeros(B, device=dev)
+    for i in range(levels):
+        t = torch.full((B,), int((i + 0.5) * sched.T / levels), device=dev)
+        x_t = q_sample(sched, x0, torch.randn(x0.shape, generator=g).to(dev), t)
+        c, u = model(torch.cat([x_t, x_t]), torch.cat([t, t]), enc=enc).chunk(2)
+        err = lambda out: (to_x0_eps(sched, x_t, out, t, model.pred)[0] - x0).pow(2).flatten(1).mean(1)
+        score += err(u) - err(c)
+    return score / levels
+
+def _best_of(model, sched, cond, n:int, trace:list|None, seed:int, **kw)->torch.Tensor:
+    "`sample_keyframes` of n sets per condition in one batch (set j of condition b is row j·B + b), the best-scored set of each condition"
+    B = model.reader.size(cond); rows = model.reader.take(cond, [b for _ in range(n) for b in range(B)])
+    init = kw.pop('init'); kw['init'] = None if init is None else init.repeat(n, *[1] * (init.ndim - 1))
+    steps_seen = [] if trace is not None else None
+    x = sample_keyframes(model, sched, rows, seed=seed, trace=steps_seen, **kw)
+    pick = caption_score(model, sched, x, rows, seed=seed).view(n, B).argmax(0).cpu() * B + torch.arange(B)
+    if trace is not None: trace.extend(s[pick] for s in steps_seen)
+    return x[pick.to(x.device)]
 
 # %% ../../nbs/63_keyclips.ipynb #c63a0025
 @torch.no_grad()

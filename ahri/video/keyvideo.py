@@ -182,7 +182,8 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     refine:dict|None=None,       # `refine_clip` options (conf_end, clamp, soft, …)
                     reference:torch.Tensor|None=None, # (M, T, 3, H, W) frames of other real clips: adds each row's `tokenizer_fd` to them
                     progress:bool=False,         # show a progress bar over the batches
-                    eta:float=SAMPLE_ETA         # stage 1's sampling noise (`sample_keyframes`)
+                    eta:float=SAMPLE_ETA,        # stage 1's sampling noise (`sample_keyframes`)
+                    best_of:int=1                # stage-1 keyframe sets drawn per caption, the best-scored kept (`sample_keyframes`)
                    )->dict:                      # row → `judge_clips` and `judge_keyframes` results (and 'tfd')
     "Oracle accuracies and keyframe paths of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
@@ -195,7 +196,7 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
     dev = next(kv.stage1.parameters()).device
     for s in (progress_bar if progress else list)(range(0, n, batch)):
         real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
-        gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta).cpu()
+        gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta, best_of=best_of).cpu()
         z = {'tokenizer': real, 'real keyframes + interpolation': fill_clip(real[:, idx], T), 'stage 1 + interpolation': fill_clip(gen, T)}
         if kv.stage2 is not None:
             r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
@@ -280,10 +281,11 @@ def denoising_video(kv:SimpleNamespace, tokenizer:nn.Module, captions:list[str],
                     shown:int=8,                 # frames of each clip in a row
                     refine:bool=True,            # then stage 2's passes (False: stage 1 only)
                     gap:int=2, hold:int=4,
-                    eta:float=SAMPLE_ETA)->np.ndarray: # stage 1's sampling noise; uint8 (N, H', W', 3)
+                    eta:float=SAMPLE_ETA,        # stage 1's sampling noise
+                    best_of:int=1)->np.ndarray:  # keyframe sets per caption (`sample_keyframes`); uint8 (N, H', W', 3)
     "A video of the denoising: stage 1's x̂0 (keyframes filled by interpolation) step by step, then the clip after each stage-2 pass; a row per caption"
     s1, s2 = [], []
-    kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1, eta=eta)
+    kf = sample_keyframes(kv.stage1, kv.sched, captions, steps, guidance, seed, trace=s1, eta=eta, best_of=best_of)
     T = kv.p['T']; states = [(1, fill_clip(x, T)) for x in s1[:-1:every]] + [(1, fill_clip(kf.cpu(), T))]
     if refine and kv.stage2 is not None:
         refine_clip(kv.stage2, kf, captions, trace=s2); states += [(2, x) for x in s2]
@@ -312,6 +314,7 @@ class KeyvideoSampleConfig(Config):
     steps:Count = 50                          # stage-1 DDIM steps
     guidance:Weight = 3.0                     # classifier-free guidance (0: unconditional, 1: conditional, more: guided)
     eta:Frac = SAMPLE_ETA                     # stage 1's sampling noise: 0 deterministic DDIM, 1 fresh noise at every step
+    best_of:Count = 1                         # keyframe sets drawn per caption; the one the model scores as fitting its caption best is kept
     fill:Literal['stage2', 'interp'] = 'stage2' # the frames between keyframes: stage 2, or straight lines between latents
     seed:int = 0                              # seed of the keyframes' noise
     fps:Count = 8                             # frames per second of the video
@@ -330,11 +333,11 @@ def sample_keyvideo(cfg:KeyvideoSampleConfig)->dict:
     kv = open_keyvideo(cfg.run, cfg.device)
     if cfg.fill == 'stage2' and kv.stage2 is None: raise ValueError(f"{cfg.run} has no stage 2 yet: finish ahri_train_keyvideo, or use --fill interp")
     tok = run_tokenizer(kv, cfg.device)
-    kf = sample_keyframes(kv.stage1, kv.sched, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, eta=cfg.eta)
+    kf = sample_keyframes(kv.stage1, kv.sched, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, eta=cfg.eta, best_of=cfg.best_of)
     z = refine_clip(kv.stage2, kf, cfg.captions) if cfg.fill == 'stage2' else fill_clip(kf, kv.p['T'])
     frames = decode_clips(tok, z.cpu(), kv.p['mean'], kv.p['std'])
     write_video(clip_rows(frames), cfg.out, cfg.fps)
-    if cfg.steps_video: write_video(denoising_video(kv, tok, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, refine=cfg.fill == 'stage2', eta=cfg.eta),
+    if cfg.steps_video: write_video(denoising_video(kv, tok, cfg.captions, cfg.steps, cfg.guidance, cfg.seed, refine=cfg.fill == 'stage2', eta=cfg.eta, best_of=cfg.best_of),
                                     cfg.steps_video, cfg.fps)
     return {'out': cfg.out, 'clips': len(cfg.captions), 'frames': int(frames.shape[1]), 'steps_video': cfg.steps_video}
 
@@ -353,6 +356,7 @@ class KeyvideoEvalConfig(Config):
     steps:Count = 50                          # stage-1 DDIM steps
     guidance:Weight = 3.0                     # classifier-free guidance
     eta:Frac = SAMPLE_ETA                     # stage 1's sampling noise: 0 deterministic DDIM, 1 fresh noise at every step
+    best_of:Count = 1                         # keyframe sets drawn per caption; the one the model scores as fitting its caption best is kept
     seed:int = 0                              # seed of the keyframes' noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
@@ -376,9 +380,9 @@ def eval_keyvideo(cfg:KeyvideoEvalConfig)->dict:
         if not cfg.quiet: log.info(f"training the oracle once (about 8 minutes on 2 CPU cores), saved to {path}")
         save_oracle(train_oracle(OracleConfig(), kv.device, progress=not cfg.quiet)[0], path)
     oracle = load_oracle(path, kv.device)
-    rep = keyvideo_report(kv, tok, oracle, held, n, cfg.steps, cfg.guidance, cfg.seed, reference=ref, progress=not cfg.quiet, eta=cfg.eta)
+    rep = keyvideo_report(kv, tok, oracle, held, n, cfg.steps, cfg.guidance, cfg.seed, reference=ref, progress=not cfg.quiet, eta=cfg.eta, best_of=cfg.best_of)
     res = {'report': rep, 'levels': level_report(kv.stage2, held) if kv.stage2 is not None else None,
-           'n': n, 'reference': 0 if ref is None else len(ref), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance, 'eta': cfg.eta}
+           'n': n, 'reference': 0 if ref is None else len(ref), 'data': str(Path(cfg.data).resolve()), 'steps': kv.steps, 'guidance': cfg.guidance, 'eta': cfg.eta, 'best_of': cfg.best_of}
     atomic_write_json(kv.run / 'eval.json', res)
     return res
 
