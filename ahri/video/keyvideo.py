@@ -31,7 +31,7 @@ from .keyfill import FillDenoiser, MODES, fill_batch, stage2_loss, refine_clip, 
 from ..planners.interp import TEACHER
 
 # %% auto #0
-__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'ANCHOR_VARIANTS', 'STAGE_COLOURS', 'ahri_sample_keyvideo',
+__all__ = ['KEYVIDEO_PRESETS', 'ahri_train_keyvideo', 'REPORT_ROWS', 'ANCHOR_VARIANTS', 'STAGE_COLOURS', 'ahri_sample_keyvideo',
            'ahri_eval_keyvideo', 'KeyvideoConfig', 'keyvideo_settings', 'fit_stage1', 'fit_stage2', 'train_keyframes',
            'fill_batches', 'train_fill', 'fit_stages', 'train_keyvideo', 'show_stages', 'open_keyvideo',
            'keyvideo_report', 'report_table', 'refine_ablation', 'ablation_table', 'run_tokenizer', 'clip_rows',
@@ -175,6 +175,8 @@ def open_keyvideo(run:str|Path, device=None)->SimpleNamespace:
                            steps={'stage1': s1.step, 'stage2': s2.step if s2 else 0}, device=s1.device, run=run)
 
 # %% ../../nbs/65_keyvideo.ipynb #c65a0013
+REPORT_ROWS = ('tokenizer', 'real keyframes + interpolation', 'real keyframes + stage 2', 'stage 1 + interpolation', 'stage 1 + stage 2')
+
 def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     tokenizer:nn.Module, oracle:nn.Module,
                     clips:ClipSet,               # real clips, standardized with the run's statistics
@@ -183,25 +185,27 @@ def keyvideo_report(kv:SimpleNamespace,         # `open_keyvideo`
                     reference:torch.Tensor|None=None, # (M, T, 3, H, W) frames of other real clips: adds each row's `tokenizer_fd` to them
                     progress:bool=False,         # show a progress bar over the batches
                     eta:float=SAMPLE_ETA,        # stage 1's sampling noise (`sample_keyframes`)
-                    best_of:int=1                # stage-1 keyframe sets drawn per caption, the best-scored kept (`sample_keyframes`)
+                    best_of:int=1,               # stage-1 keyframe sets drawn per caption, the best-scored kept (`sample_keyframes`)
+                    rows:list[str]|None=None     # the rows to compute, of `REPORT_ROWS` (default: all, those with stage 2 if the run has one)
                    )->dict:                      # row → `judge_clips` and `judge_keyframes` results (and 'tfd')
     "Oracle accuracies and keyframe paths of the tokenizer's ceiling, of interpolation and stage 2 from real keyframes, and of both from stage-1 keyframes"
     n = min(n or len(clips), len(clips)); T, K = clips.latents.shape[1], kv.stage1.K
     idx = keyframe_index(T, K)
     want = clips.first['digit'][:n], clips.first['actions'][:n], clips.first['bounce'][:n] == 0
     dec = lambda z: decode_clips(tokenizer, z, kv.p['mean'], kv.p['std'])
-    rows = ['tokenizer', 'real keyframes + interpolation', 'real keyframes + stage 2', 'stage 1 + interpolation', 'stage 1 + stage 2']
-    if kv.stage2 is None: rows = [r for r in rows if 'stage 2' not in r]
+    if rows is None: rows = [r for r in REPORT_ROWS if kv.stage2 is not None or 'stage 2' not in r]
+    if bad := [r for r in rows if r not in REPORT_ROWS]: raise ValueError(f"unknown report rows {bad}: choose from {list(REPORT_ROWS)}")
+    if kv.stage2 is None and any('stage 2' in r for r in rows): raise ValueError(f"{kv.run} has no stage 2 yet: its report has no stage-2 rows")
     out = {k: [] for k in rows}
     dev = next(kv.stage1.parameters()).device
     for s in (progress_bar if progress else list)(range(0, n, batch)):
         real = clips.latents[s:min(n, s + batch)]; caps = clips.captions[s:s + len(real)]
-        gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta, best_of=best_of).cpu()
-        z = {'tokenizer': real, 'real keyframes + interpolation': fill_clip(real[:, idx], T), 'stage 1 + interpolation': fill_clip(gen, T)}
-        if kv.stage2 is not None:
-            r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
-            z |= {'real keyframes + stage 2': r2(real[:, idx]), 'stage 1 + stage 2': r2(gen)}
-        for k in rows: out[k].append(dec(z[k]))
+        if any(r.startswith('stage 1') for r in rows):
+            gen = sample_keyframes(kv.stage1, kv.sched, caps, steps, guidance, seed + s, eta=eta, best_of=best_of).cpu()
+        r2 = lambda k: refine_clip(kv.stage2, k.to(dev), caps, **(refine or {})).cpu()
+        make = {'tokenizer': lambda: real, 'real keyframes + interpolation': lambda: fill_clip(real[:, idx], T), 'real keyframes + stage 2': lambda: r2(real[:, idx]),
+                'stage 1 + interpolation': lambda: fill_clip(gen, T), 'stage 1 + stage 2': lambda: r2(gen)}
+        for k in rows: out[k].append(dec(make[k]()))
     res = {k: judge_clips(oracle, f, *want) | judge_keyframes(f[:, idx], idx, want[1]) for k, f in ((k, torch.cat(v)) for k, v in out.items())}
     if reference is not None:
         ref = clip_features(tokenizer, reference)
