@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_collect.ipynb #f7ece9b4
 from __future__ import annotations
-import hashlib, json, time, shutil
+import contextlib, hashlib, json, time, shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from itertools import islice
@@ -88,7 +88,7 @@ def _shard_episodes(cfg:CollectConfig, k:int, n:int)->list[dict]:
     opts = {o: getattr(cfg, o) for o in ENVS[kind].options}
     src = env_episodes(cfg.env, seed=shard_seed(cfg.seed, k), num_envs=min(cfg.num_envs, n), max_steps=cfg.max_steps,
                        policy=cfg.policy, size=cfg.size, start=k * cfg.episodes_per_shard, **opts)
-    return list(islice(src, n))
+    with contextlib.closing(src): return list(islice(src, n))          # a stop mid-shard closes the env at once
 
 def collect(cfg:CollectConfig)->dict:
     "Collect (or finish, or extend) a dataset; returns its manifest"

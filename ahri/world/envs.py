@@ -96,20 +96,22 @@ class EpisodeBuffers:
 # %% ../../nbs/10_envs.ipynb #6848491d
 def procgen_episodes(game:str, seed:int=0, num_envs:int=8, max_steps:int=1000, policy:str='random', size:int=64,
                      distribution_mode:str='easy'):
-    "Endless Procgen episodes (64×64 RGB, 15 discrete actions)"
+    "Endless Procgen episodes (64×64 RGB, 15 discrete actions); closing the iterator closes the environment"
     with contextlib.redirect_stderr(io.StringIO()): from procgen import ProcgenGym3Env   # its old gym prints a banner on import
     env = ProcgenGym3Env(num=num_envs, env_name=game, num_levels=0, start_level=0, distribution_mode=distribution_mode,
                          rand_seed=int(seed) % 2**31)
     pol, bufs = Policy(policy, num_envs, np.random.default_rng(seed), n_actions=env.ac_space.eltype.n), EpisodeBuffers(num_envs)
-    _, obs, _ = env.observe()
-    while True:
-        act = pol(); frames = obs['rgb']
-        env.act(act.astype(np.int32))
-        rew, obs, first = env.observe()
-        for i in range(num_envs):
-            bufs.add(i, frames=frames[i] if size == 64 else resize_square(frames[i], size), actions=np.int64(act[i]), rewards=np.float32(rew[i]))
-            if first[i] or bufs.length(i) >= max_steps:
-                yield bufs.finish(i, done=bool(first[i]))
+    try:                                                 # closed with the iterator: its worker threads stop here, not at interpreter exit
+        _, obs, _ = env.observe()
+        while True:
+            act = pol(); frames = obs['rgb']
+            env.act(act.astype(np.int32))
+            rew, obs, first = env.observe()
+            for i in range(num_envs):
+                bufs.add(i, frames=frames[i] if size == 64 else resize_square(frames[i], size), actions=np.int64(act[i]), rewards=np.float32(rew[i]))
+                if first[i] or bufs.length(i) >= max_steps:
+                    yield bufs.finish(i, done=bool(first[i]))
+    finally: env.close()
 
 # %% ../../nbs/10_envs.ipynb #7f3b1e20
 PROCGEN_GAMES = ('bigfish bossfight caveflyer chaser climber coinrun dodgeball fruitbot heist jumper leaper maze '
@@ -123,19 +125,22 @@ ENVS['procgen'] = EnvKind('procgen', lambda name, start=0, **kw: procgen_episode
 
 # %% ../../nbs/10_envs.ipynb #d69e0e0f
 def gym_episodes(envs:list, pol:Policy, record, max_steps:int, seed:int, to_env=lambda a: a):
-    "Endless episodes from gymnasium envs stepped in turn"
-    bufs = EpisodeBuffers(len(envs))
-    obs = [e.reset(seed=seed * 1000 + i)[0] for i, e in enumerate(envs)]
-    count = len(envs)
-    while True:
-        act = pol()
-        for i, e in enumerate(envs):
-            step = record(e, obs[i])
-            obs[i], r, term, trunc, _ = e.step(to_env(act[i]))
-            bufs.add(i, **step, actions=act[i], rewards=np.float32(r))
-            if term or trunc or bufs.length(i) >= max_steps:
-                yield bufs.finish(i, done=bool(term))
-                obs[i] = e.reset(seed=seed * 1000 + count)[0]; count += 1
+    "Endless episodes from gymnasium envs stepped in turn; closing the iterator closes them"
+    try:
+        bufs = EpisodeBuffers(len(envs))
+        obs = [e.reset(seed=seed * 1000 + i)[0] for i, e in enumerate(envs)]
+        count = len(envs)
+        while True:
+            act = pol()
+            for i, e in enumerate(envs):
+                step = record(e, obs[i])
+                obs[i], r, term, trunc, _ = e.step(to_env(act[i]))
+                bufs.add(i, **step, actions=act[i], rewards=np.float32(r))
+                if term or trunc or bufs.length(i) >= max_steps:
+                    yield bufs.finish(i, done=bool(term))
+                    obs[i] = e.reset(seed=seed * 1000 + count)[0]; count += 1
+    finally:                                             # closed with the iterator, not at interpreter exit
+        for e in envs: e.close()
 
 # %% ../../nbs/10_envs.ipynb #b689d30d
 def ale_episodes(game:str, seed:int=0, num_envs:int=1, max_steps:int=1000, policy:str='random', size:int=64,
