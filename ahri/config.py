@@ -101,6 +101,7 @@ class Config:
     preset_by:ClassVar[str|None] = None    # a field whose value picks the preset's sub-table
     volatile:ClassVar[tuple] = ()          # fields that never change a result
     extendable:ClassVar[tuple] = ()        # counts a rerun may raise to extend the run
+    former:ClassVar[dict] = {}             # {field: value} in runs written before the field existed, where the default has changed since
     def check(self)->None: "Rules between fields: raise `ConfigError`"
 
 def preset_values(cfg:Config)->dict:

@@ -362,7 +362,8 @@ def compile_key(model:nn.Module, batch, device)->str:
 
 def measure_calls(model:nn.Module, run:Callable,    # run(net): one unit of the work, with `net` standing in for `model`
                   n:int=3,                          # units timed (after one that warms up)
-                  compiled:bool=True                # False: the eager figure only (no compiling)
+                  compiled:bool=True,               # False: the eager figure only (no compiling)
+                  make:Callable=torch.compile       # make(model) → its compiled stand-in (a container of modules: compile each)
                  )->dict:                           # {'eager_s'} (+ 'compile_s', 'compiled_s'): seconds per unit; the first three compiled units' seconds
     "Seconds per unit of `run`'s work with the model eager and compiled (inside `compiled_step_context`); every random generator is put back"
     dev, rng = next(model.parameters()).device, rng_state()
@@ -375,7 +376,7 @@ def measure_calls(model:nn.Module, run:Callable,    # run(net): one unit of the 
     try:
         run(model); out = {'eager_s': seconds(model, n) / n}
         if not compiled: return out
-        net = torch.compile(model)
+        net = make(model)
         return out | {'compile_s': seconds(net, 3), 'compiled_s': seconds(net, n) / n}   # the first three compile (a second shape may recompile once)
     finally: set_rng_state(rng)
 
@@ -530,11 +531,12 @@ Learner.state, Learner.load_state = _state, _load_state
 def calls_compiled(compile:str,                     # 'on', 'off' or 'auto'
                    model:nn.Module, run:Callable,   # `measure_calls`'s model and unit of work
                    key:str,                         # what the figures depend on (`compile_key`, and what shapes the work)
-                   units:int                        # units of work the caller will do in all
+                   units:int,                       # units of work the caller will do in all
+                   make:Callable=torch.compile      # how the compiled stand-in is made (`measure_calls`)
                   )->bool:
-    "Whether work of `units` calls of `run` should use `torch.compile(model)` ('auto': `compile_wins` on figures measured once per key)"
+    "Whether work of `units` calls of `run` should use `make(model)`, by default `torch.compile(model)` ('auto': `compile_wins` on figures measured once per key)"
     if check_compile_mode(compile) != 'auto': return compile == 'on'
-    fig = cached_compile_figures(key, lambda: measure_calls(model, run, compiled=False), lambda: measure_calls(model, run), units)
+    fig = cached_compile_figures(key, lambda: measure_calls(model, run, compiled=False), lambda: measure_calls(model, run, make=make), units)
     return compile_wins(fig, units)
 
 # %% ../nbs/03_learner.ipynb #274f7c14

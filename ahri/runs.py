@@ -297,8 +297,8 @@ def config_changes(old:dict, new:dict, cls,
     defaults = {f.name: f.default for f in fields(cls)}
     for k in new.keys() | old.keys():
         a, b = old.get(k), new.get(k)
+        if k not in old and k in defaults: a = cls.former.get(k, defaults[k])   # a field added since: the value it had then
         if k in cls.volatile or a == b or same_place(a, b, old_cwd, new_cwd): continue
-        if k not in old and k in defaults and b == defaults[k]: continue     # a field added since, at its default
         if k in cls.extendable and isinstance(a, int) and isinstance(b, int) and b > a: extended[k] = (a, b)
         else: refused[k] = (a, b)
     return refused, extended
@@ -364,10 +364,10 @@ class RunConfig(Config):
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,
-                     first:int|None=None # the steps the run was created with: warmup is at most half of them
+                     first:int|None=None # the steps the run was created with: warmup is at most half of them (0: a stage it skipped, warmed up afresh)
                     )->TrainConfig:
         "The Learner's settings for a training of `steps` steps with this run's seed, strategy and cadences"
-        if first is not None: warmup = min(warmup, first // 2)   # an extended run keeps the warmup it started with
+        if first: warmup = min(warmup, first // 2)   # an extended run keeps the warmup it started with
         return TrainConfig(steps=steps, lr=lr, warmup=warmup, ema_decay=ema or None, log_every=self.log_every,
                            ckpt_every=self.ckpt_every, seed=self.seed, strategy=self.strategy, compile=self.compile)
 

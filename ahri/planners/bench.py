@@ -16,11 +16,11 @@ from .keypoints import KeypointDenoiser
 from .interp import TrajDenoiser
 from .guidance import WallGuide
 from .methods import PLANNERS
-from .train import PLANNER_PRESETS
+from .train import PLANNER_PRESETS, PlannerStages
 
 # %% auto #0
-__all__ = ['PLANNER_SIZES', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig', 'run_planner_bench',
-           'format_planner']
+__all__ = ['PLANNER_SIZES', 'DEFAULT_SHAPE', 'PLANNER_TARGETS', 'ahri_bench_planner', 'bench_planner', 'PlannerBenchConfig',
+           'run_planner_bench', 'format_planner']
 
 # %% ../../nbs/59_bench.ipynb #cc555310
 PLANNER_SIZES = {'particle 9×9': ((9, 9), 64), 'particle 15×15': ((15, 15), 128),
@@ -32,8 +32,10 @@ def _inputs(hw, B:int, device):
     maze = torch.stack([occ.float(), torch.rand(B, *hw, generator=g)], 1).to(device)
     return occ.numpy(), maze, (torch.rand(B, 2, generator=g) * 2 - 1).to(device), (torch.rand(B, 2, generator=g) * 2 - 1).to(device)
 
-PLANNER_TARGETS = {('maze2d-large', 1): {'ours_ms': ('≤', 30.0), 'speedup': ('≥', 80.0), 'cached_ms': ('≤', 30.0), 'cached_speedup': ('≥', 80.0),
-                                         'cached_compiled_ms': ('≤', 30.0)}}   # (maze, batch): figure → target, printed with how many rounds meet it
+DEFAULT_SHAPE = PlannerStages.cached_maze   # stage 1 as `ahri_train_planner` trains it unless told otherwise
+
+PLANNER_TARGETS = {('maze2d-large', 1): {'ours_ms': ('≤', 30.0), 'speedup': ('≥', 80.0), 'compiled_ms': ('≤', 30.0),
+                                         'compiled_baseline_speedup': ('≥', 80.0)}}   # (maze, batch): figure → target, printed with how many rounds meet it
 
 @torch.no_grad()
 def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_layers:int=6, kp_steps:int=10, batches=(1, 64),
@@ -41,26 +43,26 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                   min_time:float=1.0,      # seconds per measurement
                   general:bool=False,      # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
                   compile:bool=False,      # also time ours with both stages under torch.compile (compiled once per row before the rounds)
-                  cached:bool=False,       # also time ours with a stage 1 that reads the maze once per plan (`KeypointDenoiser(cached_maze=True)`)
+                  joint:bool=False,        # also time the plan with a joint stage 1 (`KeypointDenoiser(cached_maze=False)`: planners trained --no-cached_maze)
                   rounds:int=5,            # interleaved rounds (`interleave`): every row's figures are timed once per round
                   progress:bool=False
                  )->list[dict]:            # a row per maze size and batch: medians, and per figure its `spread` and every round's value
-    "Milliseconds per plan, ours (plain and wall-guided) and the baseline's, for each maze size and batch, in interleaved rounds"
+    "Milliseconds per plan, ours (plain and wall-guided; stage 1 in the shape planners are trained in by default) and the baseline's, for each maze size and batch, in interleaved rounds"
     sched, wg, keys, measures, derived, compile_s = DDPMSchedule(100), WallGuide(), [], {}, {}, {}
     for name, (hw, H) in (sizes or PLANNER_SIZES).items():
-        s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
+        s1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, cached_maze=DEFAULT_SHAPE).to(device).eval()
         s2 = TrajDenoiser(hw, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers).to(device).eval()
         base = KeypointDenoiser(hw, k=H, dim=dim, depth=depth, heads=heads, local=False, cnn_layers=cnn_layers).to(device).eval()
         pl, two, steps = SimpleNamespace(stage1=s1, stage2=s2, baseline=base, sched=sched), PLANNERS['two_stage'], PLANNERS['baseline'].ddim_steps(H, n_train=sched.T)
         if general:
-            gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
+            gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True, cached_maze=DEFAULT_SHAPE).to(device).eval(),
                                   stage2=TrajDenoiser(None, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
                                   sched=sched)
         if compile: cpl = SimpleNamespace(stage1=torch.compile(s1), stage2=torch.compile(s2), sched=sched)
-        if cached:
-            c1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, cached_maze=True).to(device).eval()
-            kpl = SimpleNamespace(stage1=c1, stage2=s2, sched=sched)
-            if compile: ckpl = SimpleNamespace(stage1=torch.compile(c1), stage2=cpl.stage2, sched=sched)
+        if joint:
+            j1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, cached_maze=False).to(device).eval()
+            jpl = SimpleNamespace(stage1=j1, stage2=s2, sched=sched)
+            if compile: cjpl = SimpleNamespace(stage1=torch.compile(j1), stage2=cpl.stage2, sched=sched)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
@@ -75,12 +77,13 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                 m['compiled_ms'] = lambda cpl=cpl, maze=maze, st=st, gl=gl, H=H: two.sample(cpl, maze, st, gl, H, kp_steps=kp_steps)
                 t0 = time.perf_counter(); m['compiled_ms'](); compile_s[key] = time.perf_counter() - t0     # the first plan compiles
                 derived[(key, 'compiled_speedup')] = lambda f, key=key: f[(key, 'ours_ms')] / f[(key, 'compiled_ms')]
-            if cached:
-                m['cached_ms'] = lambda kpl=kpl, maze=maze, st=st, gl=gl, H=H: two.sample(kpl, maze, st, gl, H, kp_steps=kp_steps)
-                derived[(key, 'cached_speedup')] = lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n / f[(key, 'cached_ms')]
+                derived[(key, 'compiled_baseline_speedup')] = lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n / f[(key, 'compiled_ms')]
+            if joint:
+                m['joint_ms'] = lambda jpl=jpl, maze=maze, st=st, gl=gl, H=H: two.sample(jpl, maze, st, gl, H, kp_steps=kp_steps)
+                derived[(key, 'joint_ratio')] = lambda f, key=key: f[(key, 'joint_ms')] / f[(key, 'ours_ms')]
                 if compile:
-                    m['cached_compiled_ms'] = lambda ckpl=ckpl, maze=maze, st=st, gl=gl, H=H: two.sample(ckpl, maze, st, gl, H, kp_steps=kp_steps)
-                    m['cached_compiled_ms']()                                                                   # compiled before the rounds
+                    m['joint_compiled_ms'] = lambda cjpl=cjpl, maze=maze, st=st, gl=gl, H=H: two.sample(cjpl, maze, st, gl, H, kp_steps=kp_steps)
+                    m['joint_compiled_ms']()                                                                    # compiled before the rounds
             measures |= {(key, f): per_plan(fn) for f, fn in m.items()}
             derived |= {(key, 'baseline_ms'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n,     # steps × one timed pass
                         (key, 'speedup'): lambda f, key=key, n=steps: f[(key, 'pass_ms')] * n / f[(key, 'ours_ms')]}
@@ -100,7 +103,7 @@ class PlannerBenchConfig(Config):
     preset:str = 'tiny'                       # the models' sizes: a planner preset (tiny, small, general, general_gpu)
     general:bool = False                      # also time the general planner's models of these sizes (ratio to the one-size ones, same run)
     compile:bool = False                      # also time our plan compiled (torch.compile of both stages), its compile time and break-even
-    cached:bool = False                       # also time our plan with a stage 1 that reads the maze once per plan (--cached_maze planners)
+    joint:bool = False                        # also time the plan with a joint stage 1 (planners trained --no-cached_maze), and its ratio to ours
     batches:list[Count] = (1, 64)             # batch sizes to time
     rounds:Count = 5                          # interleaved rounds: each times every row once; figures are medians over them
     min_time:Positive = 1.0                   # seconds per measurement
@@ -115,37 +118,39 @@ def run_planner_bench(cfg:PlannerBenchConfig)->dict:
     "`bench_planner` at a preset's sizes; returns (and optionally writes) the rows"
     cfg = resolve(cfg); set_threads(cfg.threads); dev = default_device(cfg.device); p = PLANNER_PRESETS[cfg.preset]
     rows = bench_planner(dev, p['dim'], p['depth'], p['heads'], p['k'], p['cnn_layers'], batches=tuple(cfg.batches), min_time=cfg.min_time,
-                         general=cfg.general, compile=cfg.compile, cached=cfg.cached, rounds=cfg.rounds, progress=not cfg.quiet)
+                         general=cfg.general, compile=cfg.compile, joint=cfg.joint, rounds=cfg.rounds, progress=not cfg.quiet)
     res = {'device': str(dev), 'threads': torch.get_num_threads(), 'preset': cfg.preset, 'rows': rows}
     if cfg.json_out: atomic_write_json(cfg.json_out, res)
     return res
+
+_TARGET_NAMES = {'ours_ms': 'plan ms', 'speedup': 'speed-up', 'compiled_ms': 'compiled plan ms', 'compiled_baseline_speedup': 'compiled speed-up'}
 
 def format_planner(res:dict)->str:
     "The rows as a table (medians over the rounds, [lowest–highest] for ours and the speed-up) and the targets"
     rows, device = res['rows'], res['device']; n = len(rows[0]['rounds']) if rows else 0
     lines = [f"plan latency on {device} ({res['threads']} threads), ms per plan; {n} interleaved rounds, median [lowest–highest]",
              f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>24}{'guided':>10}{'baseline':>12}{'steps':>7}{'speed-up':>20}"]
-    gen, cac = any('general_ms' in r for r in rows), any('cached_ms' in r for r in rows)
+    gen, jnt = any('general_ms' in r for r in rows), any('joint_ms' in r for r in rows)
     if gen: lines[-1] += f"{'general':>10}{'÷ ours':>8}"
-    if cac: lines[-1] += f"{'cached maze':>24}{'speed-up':>16}"
+    if jnt: lines[-1] += f"{'joint stage 1':>24}{'÷ ours':>16}"
     wide = []
     for r in rows:
-        sp = r['spread']; wide += [f"{r['maze']}, batch {r['batch']}: {f}" for f in ('ours_ms', 'speedup', 'cached_ms') if f in sp and sp[f]['spread'] > WIDE]
+        sp = r['spread']; wide += [f"{r['maze']}, batch {r['batch']}: {f}" for f in ('ours_ms', 'speedup', 'compiled_ms') if f in sp and sp[f]['spread'] > WIDE]
         lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{show_spread(sp['ours_ms'], 1, '.2f', warn=False):>24}{r['guided_ms']:>10.2f}"
                      f"{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{show_spread(sp['speedup'], 1, '.0f', '×', warn=False):>20}"
                      + (f"{r['general_ms']:>10.2f}{r['general_ratio']:>7.2f}×" if gen else '')
-                     + (f"{show_spread(sp['cached_ms'], 1, '.2f', warn=False):>24}{show_spread(sp['cached_speedup'], 1, '.0f', '×', warn=False):>16}" if cac else ''))
+                     + (f"{show_spread(sp['joint_ms'], 1, '.2f', warn=False):>24}{show_spread(sp['joint_ratio'], 1, '.2f', '×', warn=False):>16}" if jnt else ''))
     for (maze, B), t in PLANNER_TARGETS.items():
         for r in rows:
             if (r['maze'], r['batch']) != (maze, B): continue
-            lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{f.replace('_ms', ' ms').replace('ours', 'plan').replace('_', ' ')} {op} {x:g}: {rounds_meeting(r['rounds'], f, op, x)}"
+            lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{_TARGET_NAMES[f]} {op} {x:g}: {rounds_meeting(r['rounds'], f, op, x)}"
                                                                    for f, (op, x) in t.items() if f in r))
     if any('compile_s' in r for r in rows):
         lines.append("ours under torch.compile (both stages; compiled before the rounds):")
         lines += [f"  {r['maze']:16}{r['batch']:>5}  {show_spread(r['spread']['compiled_ms'], 1, '.2f', ' ms', warn=False)}   "
                   f"{show_spread(r['spread']['compiled_speedup'], 1, '.2f', '×', warn=False)} faster   compiling {r['compile_s']:.0f} s: "
-                  f"pays after {r['break_even']:,.0f} plans" + (f";  cached maze {show_spread(r['spread']['cached_compiled_ms'], 1, '.2f', ' ms', warn=False)}"
-                                                                 if 'cached_compiled_ms' in r else '') for r in rows if 'compile_s' in r]
+                  f"pays after {r['break_even']:,.0f} plans;  {show_spread(r['spread']['compiled_baseline_speedup'], 1, '.0f', '×', warn=False)} the baseline"
+                  + (f";  joint stage 1 {show_spread(r['spread']['joint_compiled_ms'], 1, '.2f', ' ms', warn=False)}" if 'joint_compiled_ms' in r else '') for r in rows if 'compile_s' in r]
     if wide: lines.append(f"⚠ spread wider than {WIDE:.0%}, too wide to conclude: " + ', '.join(wide))
     return '\n'.join(lines)
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 import io, json, time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 import numpy as np
 import torch
+from torch import nn
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_bytes, atomic_write_json
 from ..config import Config, ConfigError, Count, Device, resolve, command, help_problems
+from ..learner import calls_compiled, compile_key, check_compile_mode
 from .maze import load_mazes, astar, cell_of, segment_hits, make_mazes, FamilyName, MAZE_FAMILIES, HELD_OUT_FAMILIES
 from .keyframes import horizon
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
@@ -22,10 +25,11 @@ from .methods import PLANNERS, PlannerName, planner_method
 from .train import open_planner, planner_hw, plan_horizon, plan_keypoints, TRAIN_SEED_BASE
 
 # %% auto #0
-__all__ = ['ahri_plan', 'ahri_eval_planner', 'ahri_eval_families', 'plan_batch', 'wall_hits', 'plan_mazes', 'PlanConfig',
-           'plan_file', 'astar_lengths', 'evaluate_planner', 'format_table', 'PlannerEvalConfig', 'eval_file',
-           'show_planner_eval', 'family_sets', 'evaluate_families', 'format_family_table', 'family_summary',
-           'FamiliesEvalConfig', 'eval_families_file', 'diffusion_frames', 'draw_plan', 'frames_video']
+__all__ = ['PLAN_NETS', 'PLAN_MIN_CALLS', 'ahri_plan', 'ahri_eval_planner', 'ahri_eval_families', 'plan_batch', 'wall_hits',
+           'planner_compiled', 'plan_work', 'plan_mazes', 'PlanConfig', 'plan_file', 'astar_lengths',
+           'evaluate_planner', 'format_table', 'PlannerEvalConfig', 'eval_file', 'show_planner_eval', 'family_sets',
+           'evaluate_families', 'format_family_table', 'family_summary', 'FamiliesEvalConfig', 'eval_families_file',
+           'diffusion_frames', 'draw_plan', 'frames_video']
 
 # %% ../../nbs/57_evaluate.ipynb #f8e0caed
 @torch.no_grad()
@@ -56,15 +60,40 @@ def wall_hits(occ:np.ndarray, samples:np.ndarray)->np.ndarray: # (N, n) segments
     "For plans (N, n, T, 2) sampled in mazes (N, H, W): how many segments of each cross a wall"
     return np.array([[segment_hits(o, s).sum() for s in ss] for o, ss in zip(occ, samples)])
 
+PLAN_NETS = ('stage1', 'stage2', 'baseline')   # the networks of an `open_planner` planner that planning runs
+PLAN_MIN_CALLS = 200   # 'auto' never compiles (nor measures) planning of fewer calls: on CPU compiling repaid itself after 235–14 000 plans (59_bench)
+
+def _with_nets(pl, nets)->SimpleNamespace: return SimpleNamespace(**{**vars(pl), **dict(nets.items())})
+
+def planner_compiled(pl, compile:str,   # 'on', 'off', or 'auto': compiled where `plans` plans like `run`'s repay it, measured once per machine and shape
+                     run,               # run(pl): one plan of the work, its networks read from `pl`
+                     key:str,           # what a plan's cost depends on besides the networks (method, batch, horizon, options)
+                     plans:int):        # plans the caller will make in all
+    "`pl`, or `pl` with its networks under `torch.compile` where `compile` says so (`calls_compiled`)"
+    if check_compile_mode(compile) == 'off' or (compile == 'auto' and plans < PLAN_MIN_CALLS): return pl
+    nets = nn.ModuleDict({k: getattr(pl, k) for k in PLAN_NETS if getattr(pl, k, None) is not None})
+    make = lambda m: nn.ModuleDict({k: torch.compile(v) for k, v in m.items()})
+    if not calls_compiled(compile, nets, lambda ns: run(_with_nets(pl, ns)), f'{compile_key(nets, [], pl.device)}|plan|{key}', plans, make): return pl
+    return _with_nets(pl, make(nets))
+
+def plan_work(occ, start, goal, method:str, n_samples:int, T:int, kw:dict)->tuple:
+    "(run, key) for `planner_compiled`: one `plan_batch` call on these mazes (the caller's trace left alone), and what its cost depends on"
+    kw = {k: v for k, v in kw.items() if k != 'trace'}
+    run = lambda p: plan_batch(p, occ, start, goal, method, n_samples, generator=torch.Generator(p.device).manual_seed(0), **kw)
+    return run, f"{method}|{len(occ)}×{n_samples}|T={T}|{occ.shape[1:]}|{','.join(f'{k}={v}' for k, v in sorted(kw.items()))}"
+
 def plan_mazes(pl, mazes:dict, method:str='two_stage', n_samples:int=1, batch_size:int=64, seed:int=0,
-               progress:bool=False, **kw)->dict:
+               progress:bool=False,
+               compile:str='auto',     # the networks compiled: 'on', 'off', or 'auto' (where this file's plans repay it, `planner_compiled`)
+               **kw)->dict:
     "Plans for every maze of a maze file: `traj` (N, T, 2) chosen, `samples` (N, n, T, 2), `collides` (N, n), `chosen` (N,)"
     if n_samples < 1: raise ValueError(f"--n_samples must be ≥ 1, got {n_samples}")
     occ, N = np.asarray(mazes['occ'], bool), len(mazes['occ'])
     T = plan_horizon(pl.p, occ.shape[1:])                                        # refuses a size a one-size planner never saw
     g = torch.Generator(device=pl.device).manual_seed(seed)
     samples = np.zeros((N, n_samples, T, 2), np.float32)
-    chunks = range(0, N, batch_size)
+    chunks, b = range(0, N, batch_size), min(batch_size, N)
+    pl = planner_compiled(pl, compile, *plan_work(occ[:b], mazes['start'][:b], mazes['goal'][:b], method, n_samples, T, kw), len(chunks))
     for i in (progress_bar(chunks) if progress else chunks):
         j = slice(i, min(i + batch_size, N))
         samples[j] = plan_batch(pl, occ[j], mazes['start'][j], mazes['goal'][j], method, n_samples, generator=g, **kw)
@@ -87,6 +116,7 @@ class PlanConfig(Config):
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # wall guidance while sampling, and a repair of the plan (54_guidance)
     batch_size:Count = 64                     # mazes per batch
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     seed:int = 0                              # the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
@@ -97,7 +127,7 @@ class PlanConfig(Config):
 
 def _sampling(cfg)->dict:
     "The sampling options of a plan or evaluation config"
-    return dict(kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, steps=cfg.refine_steps, clamp=cfg.clamp)
+    return dict(kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, steps=cfg.refine_steps, clamp=cfg.clamp, compile=cfg.compile)
 
 def plan_file(cfg:PlanConfig)->dict:
     "Plan every maze of `cfg.mazes` and write the plans; returns what was written, with the time taken"
@@ -174,6 +204,7 @@ class PlannerEvalConfig(Config):
     refine_steps:Count = 1                    # stage-2 passes
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # also score every method with wall guidance (54_guidance), side by side
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: nowhere)
     seed:int = 0                              # the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
@@ -259,6 +290,7 @@ class FamiliesEvalConfig(Config):
     kp_steps:Count = 10                       # DDIM steps of stage 1
     base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256, at most the schedule's steps)
     batch_size:Count = 64                     # mazes per batch
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: nowhere)
     seed:int = 0                              # the held-out problems (below 1 000 000) and the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
@@ -278,7 +310,7 @@ def eval_families_file(cfg:FamiliesEvalConfig)->dict:
     for s in cfg.sizes: plan_horizon(pl.p, (s, s))                              # a one-size planner refuses other sizes before any work
     sets = family_sets(tuple(cfg.families), tuple(cfg.sizes), cfg.n, cfg.seed)
     ev = evaluate_families(pl, sets, cfg.n_samples, tuple(cfg.methods), cfg.guide, cfg.seed, not cfg.quiet,
-                           kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, batch_size=cfg.batch_size)
+                           kp_steps=cfg.kp_steps, base_steps=cfg.base_steps, batch_size=cfg.batch_size, compile=cfg.compile)
     ev.update(ckpt=str(pl.run), steps=pl.steps, families=list(cfg.families), sizes=list(cfg.sizes))
     if cfg.out: atomic_write_json(cfg.out, ev)
     return ev

@@ -43,6 +43,7 @@ TRAIN_SEED_BASE = 1_000_000          # training streams draw maze seeds ≥ this
 class PlannerStages(RunConfig):
     "What every planner training command shares: the models, the three trainings, stage 2's options"
     extendable:ClassVar = ('steps1', 'steps2', 'steps_base')
+    former:ClassVar = {'cached_maze': False}  # runs written before the flag were trained in the joint shape
     preset:str = 'tiny'                       # the models' sizes and the training budget
     T:Count|None = None                       # points per plan
     k:Count|None = None                       # stage-1 keypoints, endpoints included (stage 2's sparsest anchors)
@@ -63,7 +64,7 @@ class PlannerStages(RunConfig):
     bootstrap_cap:Frac = 0.5                  # largest share of stage-2 plans re-corrupted with stage-1 keypoints
     causal:bool = False                       # train the causal (variable-horizon) stage 2
     stage1_from:str|None = None               # start from the stage 1 of another planner run, copied in (default: train one)
-    cached_maze:bool = False                  # stage 1's maze, start and goal tokens attend only among themselves, so a plan computes them once (52_keypoints)
+    cached_maze:bool = True                   # stage 1's maze, start and goal tokens attend only among themselves, so a plan computes them once (52_keypoints); --no-cached_maze: every token attends to every other
     def check(self):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
@@ -157,7 +158,7 @@ _STAGE1_KEYS = ('size', 'hw', 'T', 'k', 'dim', 'depth', 'heads', 'cnn_layers', '
 
 def borrowed_stage1(p:dict, cfg)->dict|None:
     "The newest stage-1 checkpoint of `cfg.stage1_from`, checked to have the same settings (None without --stage1_from)"
-    return borrowed_stage(cfg.stage1_from, 'stage1', 'planner.json', p, _STAGE1_KEYS, defaults={'cached_maze': False})   # runs from before the flag
+    return borrowed_stage(cfg.stage1_from, 'stage1', 'planner.json', p, _STAGE1_KEYS, defaults=type(cfg).former)   # runs from before a setting existed
 
 def _borrow_stage1(run:Path, p:dict, cfg): borrow_stage(run, 'stage1', borrowed_stage1(p, cfg))
 
