@@ -19,8 +19,8 @@ from ..runs import open_run, Trained
 from ..world.envs import POINTMAZE, pointmaze_layout, pointmaze_env
 from .maze import astar, cell_of, grid_to_trajectory, resample
 from .methods import PLANNERS, planner_method
-from .train import PlannerStages, planner_settings, borrowed_stage1, train_stages, open_planner, show_planner
-from .evaluate import plan_batch, wall_hits
+from .train import PlannerStages, planner_settings, borrowed_stage1, train_stages, open_planner, show_planner, plan_horizon
+from .evaluate import plan_batch, wall_hits, planner_compiled, plan_work
 from .guidance import WallGuide
 
 # %% auto #0
@@ -198,15 +198,21 @@ def astar_maker(occ:np.ndarray, follow_kw:dict|None=None):
     return lambda pos, goal: PathFollower(grid_to_trajectory(astar(occ, cell_of(pos), cell_of(goal))[0], pos, goal, 64), **(follow_kw or {}))
 
 # %% ../../nbs/58_maze2d.ipynb #625df432
-def planner_maker(pl, occ:np.ndarray, method:str='two_stage', n_samples:int=1, seed:int=0, follow_kw:dict|None=None, **kw):
-    "make(pos, goal) → a `PathFollower` on the planner's plan from pos to goal"
+def planner_maker(pl, occ:np.ndarray, method:str='two_stage', n_samples:int=1, seed:int=0, follow_kw:dict|None=None,
+                  compile:str='auto',   # the planner's networks compiled: 'on', 'off', or 'auto' (where `plans` plans repay it, `planner_compiled`)
+                  plans:int=1,          # plans the caller will ask for in all (an evaluation: episodes × plans per episode)
+                  **kw):
+    "make(pos, goal) → a `PathFollower` on the planner's plan from pos to goal; `make.pl`: the planner it plans with"
     g = torch.Generator(device=pl.device).manual_seed(seed)
+    free = np.argwhere(~occ)[[0, -1], ::-1] + 0.5                               # a plan's cost depends on shapes only: any two free cells
+    work = plan_work(occ[None], free[:1], free[1:], method, n_samples, plan_horizon(pl.p, occ.shape), kw)
+    use = planner_compiled(pl, compile, *work, plans)                           # decided here, before any plan is timed
     def make(pos, goal):
-        s = plan_batch(pl, occ[None], pos[None], goal[None], method, n_samples, generator=g, **kw)[0]
+        s = plan_batch(use, occ[None], pos[None], goal[None], method, n_samples, generator=g, **kw)[0]
         hits = wall_hits(occ[None], s[None])[0]                             # keep the first clear plan, as `plan_mazes`
         make.collided.append(hits.min() > 0)                               # the followed plan crosses a wall
         return PathFollower(s[int(np.argmin(hits))], **(follow_kw or {}))
-    make.collided = []
+    make.collided, make.pl = [], use
     return make
 
 CONTROLLERS = {'expert': expert_maker, 'astar': astar_maker}   # references that need no planner: make(occ, follow_kw) -> make(pos, goal)
@@ -222,7 +228,8 @@ def evaluate_maze2d(pl, episodes:int=100, methods=MAZE2D_METHODS, replan_every:i
     makers = {k: f(occ, kw.get('follow_kw')) for k, f in CONTROLLERS.items()}
     for m in methods:
         if m in PLANNERS and not planner_method(m).available(pl): continue
-        make = makers.get(m) or planner_maker(pl, occ, m, n_samples, seed, **kw)
+        per = -(-pointmaze_layout(name).steps // replan_every) if replan_every else 1   # plans per episode
+        make = makers.get(m) or planner_maker(pl, occ, m, n_samples, seed, plans=episodes * per, **kw)
         eps = range(episodes)
         res = [rollout_maze2d(name, make, seed + 10_000 + i, replan_every if m not in makers else 0, env)
                for i in (progress_bar(eps, leave=False) if progress else eps)]
@@ -292,6 +299,7 @@ class Maze2DEvalConfig(Config):
     refine_steps:Count = 1                    # stage-2 passes
     guide:bool = False                        # wall guidance of the planners' sampling and a repair of each plan (54_guidance)
     seed:int = 0                              # episode starts and sampling noise
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this evaluation's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: RUN/eval_maze2d.json)
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
@@ -306,7 +314,7 @@ def eval_maze2d_file(cfg:Maze2DEvalConfig)->dict:
     set_threads(cfg.threads)
     pl = open_planner(cfg.ckpt, cfg.device)
     layout = maze2d_layout_of(pl, cfg.layout)
-    kw = {'steps': cfg.refine_steps, 'guide': WallGuide() if cfg.guide else None}
+    kw = {'steps': cfg.refine_steps, 'guide': WallGuide() if cfg.guide else None, 'compile': cfg.compile}
     rows = evaluate_maze2d(pl, cfg.episodes, tuple(cfg.methods), cfg.replan_every, cfg.n_samples, cfg.seed, not cfg.quiet, layout, **kw)
     res = {'layout': layout, 'general': bool(pl.p.get('general')), 'episodes': cfg.episodes, 'replan_every': cfg.replan_every, 'n_samples': cfg.n_samples,
            'guide': cfg.guide, 'steps': pl.steps, 'rows': rows}

@@ -64,7 +64,7 @@ class PlannerStages(RunConfig):
     bootstrap_cap:Frac = 0.5                  # largest share of stage-2 plans re-corrupted with stage-1 keypoints
     causal:bool = False                       # train the causal (variable-horizon) stage 2
     stage1_from:str|None = None               # start from the stage 1 of another planner run, copied in (default: train one)
-    cached_maze:bool = True                   # stage 1's maze, start and goal tokens attend only among themselves, so a plan computes them once (52_keypoints); --no-cached_maze: every token attends to every other
+    cached_maze:bool = True                   # stage 1's maze, start and goal tokens attend only among themselves, so a plan computes them once (on by default; 52_keypoints); --no-cached_maze: every token attends to every other
     def check(self):
         if self.T < self.k: raise ConfigError(f"--T must be ≥ {self.k} (the keypoints), got {self.T}")
         if self.batch_size < 2: raise ConfigError(f"--batch_size must be ≥ 2 (stage 2 and the baseline use half), got {self.batch_size}")
