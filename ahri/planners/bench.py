@@ -132,14 +132,14 @@ def format_planner(res:dict)->str:
              f"{'maze':16}{'H':>5}{'batch':>7}{'ours':>24}{'guided':>10}{'baseline':>12}{'steps':>7}{'speed-up':>20}"]
     gen, jnt = any('general_ms' in r for r in rows), any('joint_ms' in r for r in rows)
     if gen: lines[-1] += f"{'general':>10}{'÷ ours':>8}"
-    if jnt: lines[-1] += f"{'joint stage 1':>24}{'÷ ours':>16}"
+    if jnt: lines[-1] += f"{'joint stage 1':>24}{'÷ ours':>18}"
     wide = []
     for r in rows:
         sp = r['spread']; wide += [f"{r['maze']}, batch {r['batch']}: {f}" for f in ('ours_ms', 'speedup', 'compiled_ms') if f in sp and sp[f]['spread'] > WIDE]
         lines.append(f"{r['maze']:16}{r['H']:>5}{r['batch']:>7}{show_spread(sp['ours_ms'], 1, '.2f', warn=False):>24}{r['guided_ms']:>10.2f}"
                      f"{r['baseline_ms']:>12.1f}{r['baseline_steps']:>7}{show_spread(sp['speedup'], 1, '.0f', '×', warn=False):>20}"
                      + (f"{r['general_ms']:>10.2f}{r['general_ratio']:>7.2f}×" if gen else '')
-                     + (f"{show_spread(sp['joint_ms'], 1, '.2f', warn=False):>24}{show_spread(sp['joint_ratio'], 1, '.2f', '×', warn=False):>16}" if jnt else ''))
+                     + (f"{show_spread(sp['joint_ms'], 1, '.2f', warn=False):>24}{show_spread(sp['joint_ratio'], 1, '.2f', '×', warn=False):>18}" if jnt else ''))
     for (maze, B), t in PLANNER_TARGETS.items():
         for r in rows:
             if (r['maze'], r['batch']) != (maze, B): continue
