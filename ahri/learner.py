@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings, logging
 from contextlib import nullcontext, contextmanager
-from typing import Callable, Literal, get_args
+from typing import Callable
 from pathlib import Path
 import numpy as np, torch
 import torch.distributed as dist
@@ -18,8 +18,8 @@ from fastprogress.fastprogress import progress_bar
 from .core import default_device, seed_everything, Interrupted, atomic_write_json
 
 # %% auto #0
-__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'CompileMode', 'STOP_SIGNALS', 'TrainConfig',
-           'amp_context', 'deterministic_kernels', 'compiled_step_context', 'lr_factor', 'world', 'init_distributed',
+__all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context',
+           'deterministic_kernels', 'compiled_step_context', 'lr_factor', 'world', 'init_distributed',
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_calls', 'measure_compile',
@@ -341,7 +341,6 @@ Learner.one_step = _one_step
 COMPILE_MIN_STEPS = 1000   # 'auto' never compiles a shorter run
 COMPILE_MIN_SECONDS = 120  # ... nor a run whose eager steps would take less than this (it cannot repay compiling)
 COMPILE_GAIN = 1.1         # 'auto' compiles where the compiled step is at least this many times faster
-CompileMode = Literal['off', 'on', 'auto']   # a compile setting: never, always, or where it is measured to repay itself
 
 def _cache_path()->Path:
     return Path(os.environ.get('AHRI_CACHE') or Path.home() / '.cache' / 'ahri') / 'compile.json'
@@ -415,7 +414,7 @@ def cached_compile_figures(key:str,                    # what the figures depend
 
 def check_compile_mode(mode:str)->str:
     "`mode` if it is one of 'auto', 'on', 'off' (training's and imagination's compile setting), else a one-line error"
-    if mode not in get_args(CompileMode): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
+    if mode not in ('auto', 'on', 'off'): raise ValueError(f"compile must be 'auto', 'on' or 'off', got {mode!r}")
     return mode
 
 def compile_wins(c:dict,        # `cached_compile_figures`'s result

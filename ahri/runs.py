@@ -14,7 +14,7 @@ from safetensors.torch import save_file, load_file
 from typing import ClassVar, Literal
 from .core import atomic_dir, atomic_write_json, atomic_write_bytes, obj_name, import_obj, Interrupted
 from .config import Config, ConfigError, Count, Device, config_dict, log
-from .learner import Learner, Callback, TrainConfig, world, unwrap, state_fingerprint, CompileMode
+from .learner import Learner, Callback, TrainConfig, world, unwrap, state_fingerprint
 
 # %% auto #0
 __all__ = ['RUN_FILE', 'model_spec', 'build_model', 'checkpoint_dir', 'save_checkpoint', 'CheckpointError', 'read_checkpoint',
@@ -360,7 +360,7 @@ class RunConfig(Config):
     strategy:Literal['ddp', 'fsdp'] = 'ddp'   # under torchrun: DDP or FSDP2
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    compile:CompileMode = 'auto'              # torch.compile the training step: auto (runs long enough to repay it, where measured faster here), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # torch.compile the training step: auto (runs long enough to repay it, where measured faster here), on, off
     overwrite:bool = False                    # delete the run folder's contents and start afresh
     quiet:bool = False                        # no progress bar
     def train_config(self, steps:int, lr:float, warmup:int, ema:float|None=None,

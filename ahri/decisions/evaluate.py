@@ -11,7 +11,6 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from ..core import set_threads, atomic_write_json, atomic_write_bytes
-from ..learner import CompileMode
 from ..config import Config, ConfigError, Count, Device, NonNeg, Positive, Weight, resolve, command, config_dict, log
 from ..world.train_dynamics import run_folder
 from ..world.eval import write_video
@@ -102,7 +101,7 @@ class PixelMazeEvalConfig(Config):
     population:Count = 64                     # CEM/MPPI: candidates per iteration
     iterations:Count = 3                      # CEM/MPPI: iterations per decision
     K:Count = 4                               # CEM/MPPI: denoising steps per imagined frame; grad: denoiser calls per imagination
-    compile:CompileMode = 'auto'              # planners' world-model passes (guided, CEM/MPPI's imagination, gradient) compiled: auto (where this evaluation's decisions repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # planners' world-model passes (guided, CEM/MPPI's imagination, gradient) compiled: auto (where this evaluation's decisions repay it, measured once per machine), on, off
     grad_steps:Count = 8                      # grad: gradient steps per decision (over --shoot_horizon frames)
     grad_lr:Positive = 0.2                    # grad: Adam step size on the actions
     grad_samples:Count = 2                    # grad: action sequences optimised together (the best is executed)

@@ -15,7 +15,7 @@ from torch import nn
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_bytes, atomic_write_json
 from ..config import Config, ConfigError, Count, Device, resolve, command, help_problems
-from ..learner import calls_compiled, compile_key, check_compile_mode, CompileMode
+from ..learner import calls_compiled, compile_key, check_compile_mode
 from .maze import load_mazes, astar, cell_of, segment_hits, make_mazes, FamilyName, MAZE_FAMILIES, HELD_OUT_FAMILIES
 from .keyframes import horizon
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
@@ -116,7 +116,7 @@ class PlanConfig(Config):
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # wall guidance while sampling, and a repair of the plan (54_guidance)
     batch_size:Count = 64                     # mazes per batch
-    compile:CompileMode = 'auto'              # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     seed:int = 0                              # the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
@@ -204,7 +204,7 @@ class PlannerEvalConfig(Config):
     refine_steps:Count = 1                    # stage-2 passes
     clamp:Literal['endpoints', 'all_anchors', 'none'] = 'endpoints' # stage-2 clamp policy
     guide:bool = False                        # also score every method with wall guidance (54_guidance), side by side
-    compile:CompileMode = 'auto'              # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: nowhere)
     seed:int = 0                              # the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
@@ -290,7 +290,7 @@ class FamiliesEvalConfig(Config):
     kp_steps:Count = 10                       # DDIM steps of stage 1
     base_steps:Count|None = None              # DDIM steps of the baseline (default: 64 up to T = 128, else 256, at most the schedule's steps)
     batch_size:Count = 64                     # mazes per batch
-    compile:CompileMode = 'auto'              # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this command's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: nowhere)
     seed:int = 0                              # the held-out problems (below 1 000 000) and the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)

@@ -14,7 +14,7 @@ import torch
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_bytes, atomic_write_json
 from ..config import Config, ConfigError, Count, NonNeg, Frac, Positive, Device, resolve, command, help_problems, log
-from ..learner import init_distributed, CompileMode
+from ..learner import init_distributed
 from ..runs import open_run, Trained
 from ..world.envs import POINTMAZE, pointmaze_layout, pointmaze_env
 from .maze import astar, cell_of, grid_to_trajectory, resample
@@ -299,7 +299,7 @@ class Maze2DEvalConfig(Config):
     refine_steps:Count = 1                    # stage-2 passes
     guide:bool = False                        # wall guidance of the planners' sampling and a repair of each plan (54_guidance)
     seed:int = 0                              # episode starts and sampling noise
-    compile:CompileMode = 'auto'              # the planner's networks compiled: auto (where this evaluation's plans repay it, measured once per machine), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # the planner's networks compiled: auto (where this evaluation's plans repay it, measured once per machine), on, off
     out:str|None = None                       # write the results as JSON here (default: RUN/eval_maze2d.json)
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)

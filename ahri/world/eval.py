@@ -12,7 +12,6 @@ from typing import Literal
 import numpy as np, torch
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_json, atomic_write_bytes
-from ..learner import CompileMode
 from ..config import Config, ConfigError, Count, Level, Device, resolve, command, help_problems
 from ..flow import TAU_CTX, check_pow2
 from .data import EpisodeStore, window_starts, frames_to_float, frames_to_uint8
@@ -202,7 +201,7 @@ class WorldModelEvalConfig(Config):
     seed:int = 0                              # which windows, and the sampling noise
     device:Device|None = None                 # 'cpu', 'cuda', 'cuda:1', 'mps' (default: the best available)
     threads:Count|None = None                 # CPU threads (default: all cores, or $OMP_NUM_THREADS)
-    compile:CompileMode = 'auto'              # torch.compile imagination: auto (where this evaluation's rollouts repay it, measured here), on, off
+    compile:Literal['off', 'on', 'auto'] = 'auto' # torch.compile imagination: auto (where this evaluation's rollouts repay it, measured here), on, off
     quiet:bool = False                        # no progress bar
     def check(self):
         if self.speed_frames and self.speed_frames > self.horizon: raise ConfigError(f'--speed_frames must be ≤ --horizon ({self.horizon}), got {self.speed_frames}')
