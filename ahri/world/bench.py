@@ -15,7 +15,7 @@ from ..learner import amp_context, compiled_step_context
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems, log
 from ..bench import sync, time_fn, matmul_peak, matmul_flops_per_s, interleave, show_spread, rounds_meeting, break_even
 from .dynamics import Dynamics, dynamics_loss, KVCache
-from .rollout import imagine
+from .rollout import imagine, fixed_shape
 from .train_dynamics import DYNAMICS_PRESETS
 from .eval import imagination_fps
 from .conv_tokenizer import ConvAE
@@ -179,7 +179,8 @@ def format_world_model(r:dict)->str:
                      + (f"   decoded: {show_spread(f[f'K{K}_fps_decoded'], 1, '.1f')}" if f'K{K}_fps_decoded' in f else ''))
     for K in (64, 4) if 'K4_fps_compiled' in f else ():
         pays = break_even(r['imagination_compile_seconds'], 1e3 / f[f'K{K}_fps']['median'], 1e3 / f[f'K{K}_fps_compiled']['median'])
-        lines.append(row(f"  with torch.compile: K={K}", show_spread(f[f'K{K}_fps_compiled'], 1, '.1f', ' frames/s'))
+        how = 'compiled, CUDA graphs' if fixed_shape(True, r['device']) else 'with torch.compile'
+        lines.append(row(f"  {how}: K={K}", show_spread(f[f'K{K}_fps_compiled'], 1, '.1f', ' frames/s'))
                      + f"   {show_spread(f[f'K{K}_compiled_speedup'], 1, '.2f', '× eager')}; repays its compile after {pays:,.0f} frames")
     if 'K4_fps_compiled' in f: lines.append(row("  compiling imagination took", f"{r['imagination_compile_seconds']:.0f} s (the first compiled rollout)"))
     lines += [row("K=4 ÷ K=64 speed-up", show_spread(f['K4_over_K64'], 1, '.1f', '×') + _meets(R, 'K4_over_K64')),

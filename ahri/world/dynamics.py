@@ -14,8 +14,9 @@ from ..flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample
                        corrupt_context, TAU_CTX)
 
 # %% auto #0
-__all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'spatial_positions', 'Dynamics', 'actions_into_frames',
-           'sample_levels', 'clean_prefix', 'latent_motion_weight', 'dynamics_loss', 'ring_world', 'error_by_level']
+__all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'StaticKVCache', 'spatial_positions', 'Dynamics',
+           'actions_into_frames', 'sample_levels', 'clean_prefix', 'latent_motion_weight', 'dynamics_loss',
+           'ring_world', 'error_by_level']
 
 # %% ../../nbs/30_dynamics.ipynb #f0a3d009
 def latent_tokens(z:torch.Tensor,    # (B, T, C, h, w) conv latents or (B, T, N, D) token latents
@@ -81,10 +82,88 @@ class KVCache:
         "Keep the first `count` new frames of the last `past` call on layer i"
         self.n[i] += count
 
+    def start(self, T:int, commit:int, device)->torch.Tensor:
+        "Frame positions (T,) of the T new frames of a forward pass (for RoPE)"
+        return torch.arange(self.next_pos, self.next_pos + T, device=device)
+
+    def attend_inputs(self, i:int, k:torch.Tensor, v:torch.Tensor, # layer i's new keys and values, (B·L, kv_heads, T, head_dim)
+                      pos:torch.Tensor,                           # their positions, from `start`
+                      commit:int)->tuple:                         # K, V and the mask (None: attend to all) the new frames attend with
+        "What layer i's new frames attend to; the first `commit` of them join the cache"
+        T, p0 = k.shape[2], self.next_pos
+        K, V = (k, v) if self.n[i] == 0 and not commit else self.past(i, k, v)   # a plain parallel pass needs no buffer
+        past, W = K.shape[2] - T, self.max_frames
+        mask = None                                          # one new frame that sees every cached frame needs no mask
+        if T > 1 or (W is not None and past > W):
+            qpos, kpos = pos[:, None], torch.arange(p0 - past, p0 + T, device=k.device)[None]
+            mask = kpos <= qpos
+            if W is not None: mask &= kpos >= qpos - W
+        if commit: self.commit(i, commit)
+        return K, V, mask
+
+    def advance(self, commit:int):
+        "After a forward pass: the next new frame's position"
+        self.next_pos += commit
+
     def nbytes(self)->int:
         "Bytes of the keys and values of the frames held"
         held = lambda i: self.n[i] if self.max_frames is None else min(self.n[i], self.max_frames)
         return sum(2 * t[:, :, :held(i)].numel() * t.element_size() for i, t in enumerate(self.k) if t is not None)
+
+# %% ../../nbs/30_dynamics.ipynb #c30st01
+class StaticKVCache:
+    "Keys and values of committed frames in a ring of `slots` frames per temporal layer: the same shapes at every step"
+    def __init__(self, n_layers:int,
+                 slots:int,                 # frames held (with a window: ≥ max_frames; without: the most frames ever committed)
+                 max_frames:int|None=None): # each new frame attends to itself and the W frames before it (None: all)
+        if slots < 1: raise ValueError(f"slots must be ≥ 1, got {slots}")
+        if max_frames is not None and not 1 <= max_frames <= slots: raise ValueError(f"a window of max_frames={max_frames} needs 1 ≤ max_frames ≤ slots={slots}")
+        self.n_layers, self.slots, self.max_frames = n_layers, slots, max_frames
+        self.k, self.v = [None] * n_layers, [None] * n_layers
+        self.slot_pos = self.pos = None    # device tensors: the position each slot holds (-1: empty), the next new frame's position
+        self.held = 0                      # frames committed so far (host side, counted outside compiled code)
+
+    @torch.compiler.disable
+    def _count(self, commit:int):
+        if self.max_frames is None and self.held + commit > self.slots:
+            raise ValueError(f"the fixed-shape cache holds {self.slots} frames without a window; committing {commit} more to its {self.held} needs slots ≥ {self.held + commit}")
+        self.held += commit
+
+    def start(self, T:int, commit:int, device)->torch.Tensor:
+        "Frame positions (T,) of the T new frames of a forward pass, on the device"
+        if self.pos is None:
+            self.slot_pos = torch.full((self.slots,), -1, dtype=torch.long, device=device)
+            self.pos = torch.zeros((), dtype=torch.long, device=device)
+        if commit: self._count(commit)
+        return self.pos + torch.arange(T, device=device)
+
+    def attend_inputs(self, i:int, k:torch.Tensor, v:torch.Tensor, pos:torch.Tensor, commit:int)->tuple:
+        "The ring followed by the new frames, and the mask; the first `commit` new frames are written into the ring"
+        if self.k[i] is None: self.k[i], self.v[i] = (k.new_zeros(*k.shape[:2], self.slots, k.shape[3]) for _ in range(2))
+        K, V = torch.cat([self.k[i], k], 2), torch.cat([self.v[i], v], 2)
+        kpos, qpos = torch.cat([self.slot_pos, pos])[None], pos[:, None]
+        mask = (kpos >= 0) & (kpos <= qpos)
+        if self.max_frames is not None: mask &= kpos >= qpos - self.max_frames
+        if commit:
+            n = min(commit, self.slots); idx = pos[commit - n:commit] % self.slots     # only the newest `slots` frames fit
+            self.k[i].index_copy_(2, idx, k[:, :, commit - n:commit]); self.v[i].index_copy_(2, idx, v[:, :, commit - n:commit])
+        return K, V, mask
+
+    def advance(self, commit:int):
+        "After a forward pass: record the committed frames' positions, move the next position on"
+        if not commit: return
+        n = min(commit, self.slots); new = self.pos + torch.arange(commit - n, commit, device=self.pos.device)
+        self.slot_pos.index_copy_(0, new % self.slots, new); self.pos += commit
+
+    @property
+    def frames(self)->int:
+        "Frames a new frame can attend to"
+        return min(self.held, self.slots if self.max_frames is None else self.max_frames)
+
+    def nbytes(self)->int:
+        "Bytes of the key and value buffers (all slots)"
+        return sum(2 * t.numel() * t.element_size() for t in self.k if t is not None)
+
 
 # %% ../../nbs/30_dynamics.ipynb #ec7bec65
 def spatial_positions(grid:list[int], # spatial tokens per axis, e.g. [4, 4] or [16]
@@ -173,19 +252,10 @@ def _embed(self:Dynamics, x, tau, d, actions=None, act_mask=None, act_tau=None)-
 Dynamics.embed = _embed
 
 # %% ../../nbs/30_dynamics.ipynb #944f3da8
-def _temporal(blk:Block, h:torch.Tensor, cache:KVCache, i:int, commit:int)->torch.Tensor:
+def _temporal(blk:Block, h:torch.Tensor, cache:KVCache|StaticKVCache, i:int, pos:torch.Tensor, commit:int)->torch.Tensor:
     "One temporal block on (B·L, T, dim): each new frame attends to itself and the `cache.max_frames` frames before it"
-    T, p0 = h.shape[1], cache.next_pos
-    q, k, v = blk.attn.qkv(blk.norm1(h), torch.arange(p0, p0 + T, device=h.device))
-    K, V = (k, v) if cache.n[i] == 0 and not commit else cache.past(i, k, v)   # a plain parallel pass needs no buffer
-    past, W = K.shape[2] - T, cache.max_frames
-    mask = None                                              # one new frame that sees every cached frame needs no mask
-    if T > 1 or (W is not None and past > W):
-        qpos, kpos = torch.arange(p0, p0 + T, device=h.device)[:, None], torch.arange(p0 - past, p0 + T, device=h.device)[None]
-        mask = kpos <= qpos
-        if W is not None: mask &= kpos >= qpos - W
-    h = h + blk.attn.attend(q, K, V, mask)
-    if commit: cache.commit(i, commit)
+    q, k, v = blk.attn.qkv(blk.norm1(h), pos)
+    h = h + blk.attn.attend(q, *cache.attend_inputs(i, k, v, pos, commit))
     return h + blk.ffn(blk.norm2(h))
 
 def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, *latent_shape)
@@ -193,7 +263,7 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
              d:torch.Tensor,                 # (B, T) step sizes
              actions:torch.Tensor|None=None, # (B, T) long or (B, T, A): the action leading into each frame
              act_mask:torch.Tensor|None=None,# (B, T) bool: False = unlabeled (uses `no_action`)
-             cache:KVCache|None=None,        # committed past frames (None: these T frames are the whole clip)
+             cache:KVCache|StaticKVCache|None=None, # committed past frames (None: these T frames are the whole clip)
              commit:int=0,                   # how many of the T frames to append to `cache`
              agents_out:bool=False,          # also return the agent tokens' final states, (B, T, A, dim)
              act_tau:torch.Tensor|None=None, # (B, T) noise levels of the actions (joint models; None: clean)
@@ -205,12 +275,13 @@ def _forward(self:Dynamics, x:torch.Tensor,  # normalised noisy latents, (B, T, 
     if (act_tau is not None or actions_out) and not self.joint: raise ValueError('act_tau and actions_out need a model built with joint_actions=True')
     c = cache if cache is not None else KVCache(self.n_temporal)
     if c.n_layers != self.n_temporal: raise ValueError(f"the cache has {c.n_layers} layers, the model {self.n_temporal} temporal layers")
+    pos = c.start(T, commit, x.device)               # first: a fixed-shape cache's host-side count runs outside a compiled graph
     h, ti = self.embed(x * expand_as(input_scale(tau), x), tau, d, actions, act_mask, act_tau), 0   # noise-free at τ = 1 (see ahri.flow)
     for blk, temporal in zip(self.blocks, self.temporal):
         if temporal:
-            h = rearrange(_temporal(blk, rearrange(h, 'b t l c -> (b l) t c'), c, ti, commit), '(b l) t c -> b t l c', b=B); ti += 1
+            h = rearrange(_temporal(blk, rearrange(h, 'b t l c -> (b l) t c'), c, ti, pos, commit), '(b l) t c -> b t l c', b=B); ti += 1
         else: h = rearrange(blk(rearrange(h, 'b t l c -> (b t) l c'), self.space_mask, self.spatial_pos), '(b t) l c -> b t l c', b=B)
-    if cache is not None: cache.next_pos += commit
+    c.advance(commit)
     x0 = token_latents(self.out(self.out_norm(h[:, :, -self.S:])), self.latent_shape, self.pack)
     if agents_out and not self.A: raise ValueError('agents_out needs a model built with agents > 0')
     out = (x0,) + ((h[:, :, 2 + self.R:2 + self.R + self.A],) if agents_out else ()) + ((self.act_out(h[:, :, 0]),) if actions_out else ())

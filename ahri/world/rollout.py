@@ -7,13 +7,13 @@ from __future__ import annotations
 import time, torch
 from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
-from .dynamics import KVCache, Dynamics, actions_into_frames
+from .dynamics import KVCache, StaticKVCache, Dynamics, actions_into_frames
 from ..bench import sync
 from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state
 
 # %% auto #0
-__all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached', 'measure_imagination',
-           'imagination_compile_pays', 'imagination_compiled']
+__all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'fixed_shape', 'imagine', 'imagine_uncached',
+           'measure_imagination', 'imagination_compile_pays', 'imagination_compiled']
 
 # %% ../../nbs/31_rollout.ipynb #3c04090f
 class Imagination:
@@ -23,9 +23,13 @@ class Imagination:
                  tau_ctx:float=TAU_CTX,      # level that finished frames are re-noised to (put on the model's grid)
                  context:int|None=None,      # frames of context each frame attends to (None: all)
                  generator:torch.Generator|None=None, # for all noise (ε of new frames and of re-noising)
-                 compile:bool=False):        # denoise with `torch.compile(model)` (see "Compiled imagination" below)
-        self.model, self.g, self.context = model, generator, context
-        self.net = torch.compile(model, dynamic=True) if compile else model     # dynamic: the cache grows every frame
+                 compile:bool=False,         # denoise with `torch.compile(model)` (see "Compiled imagination" below)
+                 static:bool=False,          # keep the context in a fixed-shape `StaticKVCache` (compiled: static shapes; on CUDA, CUDA graphs)
+                 slots:int|None=None):       # frames the fixed-shape cache holds (default: the window; without one: context + imagined frames)
+        if static and slots is None and context is None: raise ValueError('a fixed-shape cache without a context window needs slots (context frames + frames to imagine)')
+        self.model, self.g, self.context, self.static, self.slots = model, generator, context, static, slots or context
+        self.graphs = static and compile and next(model.parameters()).device.type == 'cuda'
+        self.net = model if not compile else torch.compile(model, dynamic=not static, mode='reduce-overhead' if self.graphs else None)
         self.tau_ctx = context_level(tau_ctx, model.k_max)
         self.set_K(K)
 
@@ -45,16 +49,19 @@ def _prime(self:Imagination, z:torch.Tensor,           # (B, C, *latent_shape) c
     "Start (or restart) the rollouts from context frames"
     m = self.model; self.B, C = z.shape[:2]; self.device = z.device
     if actions is not None and actions.shape[1] != C - 1: raise ValueError(f"{C} context frames need {C - 1} actions (taken at all but the last), got {actions.shape[1]}")
-    self.cache, self.pending = KVCache(m.n_temporal, self.context), None
+    self.cache = StaticKVCache(m.n_temporal, self.slots, self.context) if self.static else KVCache(m.n_temporal, self.context)
+    self.pending = None
     x, tau = corrupt_context(m.normalize(z.float()), self.tau_ctx, self.g)
     acts, mask = actions_into_frames(actions, C)
     m(x, tau, self._full(1 / m.k_max, C), acts, mask, cache=self.cache, commit=C)
+    if self.graphs:                                   # the buffers a CUDA graph writes stay where they are
+        for t in [*self.cache.k, *self.cache.v, self.cache.slot_pos, self.cache.pos]: torch._dynamo.mark_static_address(t)
     return self
 
 Imagination.prime = _prime
 
 def compile_room():
-    "Room for the graphs a compiled rollout needs: with and without a commit, as the cache's buffers grow and slide, batch 1 and more"
+    "Room for the graphs a compiled rollout needs: with and without a commit, as the growing cache's buffers grow and slide, batch 1 and more"
     return torch._dynamo.config.patch(recompile_limit=32)
 
 def _cat_actions(first:tuple, second:tuple)->tuple:
@@ -85,6 +92,7 @@ def _denoise(self:Imagination, x, a, mask):
     m, net, K = self.model, self.net, self.K
     for i, (t, tn) in enumerate(zip(self.taus[:-1], self.taus[1:])):
         tau, d = self._full(t), self._full(1 / K)
+        if self.graphs: torch.compiler.cudagraph_mark_step_begin()    # the last pass's outputs are used up
         if i == 0 and self.pending is not None:                       # commit the previous frame in the same pass
             px, pa, pm = self.pending
             acts, masks = _cat_actions((pa, pm), (a, mask))
@@ -97,6 +105,10 @@ def _denoise(self:Imagination, x, a, mask):
 Imagination.step = _step
 
 # %% ../../nbs/31_rollout.ipynb #5358df7b
+def fixed_shape(compiled:bool, device)->bool:
+    "Whether imagination keeps its context in a fixed-shape cache: compiled on CUDA, where the fixed shapes let it run as CUDA graphs"
+    return compiled and torch.device(device).type == 'cuda'
+
 def _check_actions(actions, C:int, H:int, context_actions:bool=True):
     if actions is None: return
     if not context_actions:
@@ -111,13 +123,15 @@ def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context late
             K:int=4, tau_ctx:float=TAU_CTX, context:int|None=None, generator=None,
             compile:str='auto',             # 'on', 'off', or 'auto': compiled where `imagination_compile_pays` says so
             work:int|None=None,             # frames of this shape the caller will imagine in all ('auto' only; default `horizon`)
-            context_actions:bool=True       # False: the context is unlabeled and `actions` (B, ≥ H) start at its newest frame
+            context_actions:bool=True,      # False: the context is unlabeled and `actions` (B, ≥ H) start at its newest frame
+            static:bool|None=None           # a fixed-shape cache (`StaticKVCache`); None: where compiled on CUDA (CUDA graphs)
            )->torch.Tensor:                 # (B, H, *latent_shape)
     "Imagine `horizon` frames after the context, with a KV cache"
     C = z.shape[1]; _check_actions(actions, C, horizon, context_actions)
     compiled = imagination_compiled(compile, model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
+    static = fixed_shape(compiled, z.device) if static is None else static
     labeled = actions is not None and context_actions; first = C - 1 if labeled else 0     # where the newest frame's action is
-    im = Imagination(model, K, tau_ctx, context, generator, compiled).prime(z, actions[:, :C - 1] if labeled else None)
+    im = Imagination(model, K, tau_ctx, context, generator, compiled, static, None if context else C + horizon - 1).prime(z, actions[:, :C - 1] if labeled else None)
     return torch.stack([im.step(None if actions is None else actions[:, first + h]) for h in range(horizon)], 1)
 
 @torch.no_grad()
