@@ -254,6 +254,7 @@ class AllBenchConfig(Config):
     out:str|None = None                # a folder for each benchmark's JSON, as NAME.json (default: none written)
     threads:Count|None = None          # CPU threads (default: all cores, or $OMP_NUM_THREADS)
     quiet:bool = False                 # no progress bars
+    compile:bool = False               # also the compiled figures, for the benchmarks with a --compile switch (on CUDA, imagination as CUDA graphs)
     def check(self):
         if bad := [n for n in self.skip or () if n not in BENCHMARKS or n == 'all']:
             raise ValueError(f"--skip: unknown benchmark {bad[0]!r}; available: {', '.join(n for n in BENCHMARKS if n != 'all')}")
@@ -268,6 +269,7 @@ def bench_all(cfg:AllBenchConfig)->dict:
         if need := [f.name for f in fields if f.required]:
             res[name] = {'skipped': f"needs {', '.join('--' + n for n in need)}"}; log.info(f"{name}: skipped ({res[name]['skipped']})"); continue
         kw = {f.name: shared[f.name] for f in fields if shared.get(f.name) is not None}
+        if cfg.compile: kw |= {f.name: True for f in fields if f.name == 'compile' and isinstance(f.default, bool)}   # a switch, not a mode
         if cfg.out and any(f.name == 'json_out' for f in fields): kw['json_out'] = str(Path(cfg.out) / f'{name}.json')
         t0 = time.perf_counter()
         try: r = cmd.fn(cmd.config(**kw))
