@@ -123,6 +123,12 @@ class StaticKVCache:
         self.slot_pos = self.pos = None    # device tensors: the position each slot holds (-1: empty), the next new frame's position
         self.held = 0                      # frames committed so far (host side, counted outside compiled code)
 
+    def reset(self)->StaticKVCache:
+        "Empty it in place (the buffers keep their addresses, so a recorded CUDA graph can go on writing them)"
+        self.held = 0
+        if self.pos is not None: self.slot_pos.fill_(-1); self.pos.zero_()
+        return self
+
     @torch.compiler.disable
     def _count(self, commit:int):
         if self.max_frames is None and self.held + commit > self.slots:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/31_rollout.ipynb #c06be759
 from __future__ import annotations
-import time, torch
+import time, weakref, torch
 from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, StaticKVCache, Dynamics, actions_into_frames
@@ -12,10 +12,14 @@ from ..bench import sync
 from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state
 
 # %% auto #0
-__all__ = ['IMAGINE_MIN_PASSES', 'Imagination', 'compile_room', 'fixed_shape', 'imagine', 'imagine_uncached',
+__all__ = ['IMAGINE_MIN_PASSES', 'fixed_shape', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached',
            'measure_imagination', 'imagination_compile_pays', 'imagination_compiled']
 
 # %% ../../nbs/31_rollout.ipynb #3c04090f
+def fixed_shape(compiled:bool, device)->bool:
+    "Whether imagination keeps its context in a fixed-shape cache: compiled on CUDA, where the fixed shapes let it run as CUDA graphs"
+    return compiled and torch.device(device).type == 'cuda'
+
 class Imagination:
     "A batch of rollouts inside the world model: `prime` with context, then `step` one frame per action"
     def __init__(self, model:Dynamics,
@@ -28,7 +32,7 @@ class Imagination:
                  slots:int|None=None):       # frames the fixed-shape cache holds (default: the window; without one: context + imagined frames)
         if static and slots is None and context is None: raise ValueError('a fixed-shape cache without a context window needs slots (context frames + frames to imagine)')
         self.model, self.g, self.context, self.static, self.slots = model, generator, context, static, slots or context
-        self.graphs = static and compile and next(model.parameters()).device.type == 'cuda'
+        self.graphs = static and fixed_shape(compile, next(model.parameters()).device)
         self.net = model if not compile else torch.compile(model, dynamic=not static, mode='reduce-overhead' if self.graphs else None)
         self.tau_ctx = context_level(tau_ctx, model.k_max)
         self.set_K(K)
@@ -49,16 +53,32 @@ def _prime(self:Imagination, z:torch.Tensor,           # (B, C, *latent_shape) c
     "Start (or restart) the rollouts from context frames"
     m = self.model; self.B, C = z.shape[:2]; self.device = z.device
     if actions is not None and actions.shape[1] != C - 1: raise ValueError(f"{C} context frames need {C - 1} actions (taken at all but the last), got {actions.shape[1]}")
-    self.cache = StaticKVCache(m.n_temporal, self.slots, self.context) if self.static else KVCache(m.n_temporal, self.context)
+    self.cache = _fixed_cache(self) if self.static else KVCache(m.n_temporal, self.context)
     self.pending = None
     x, tau = corrupt_context(m.normalize(z.float()), self.tau_ctx, self.g)
     acts, mask = actions_into_frames(actions, C)
     m(x, tau, self._full(1 / m.k_max, C), acts, mask, cache=self.cache, commit=C)
     if self.graphs:                                   # the buffers a CUDA graph writes stay where they are
-        for t in [*self.cache.k, *self.cache.v, self.cache.slot_pos, self.cache.pos]: torch._dynamo.mark_static_address(t)
+        for t in [*self.cache.k, *self.cache.v, self.cache.slot_pos, self.cache.pos]: torch._dynamo.mark_static_address(t, guard=False)
     return self
 
 Imagination.prime = _prime
+
+_FIXED = weakref.WeakKeyDictionary()   # model → {shape: StaticKVCache}: its compiled fixed-shape rollouts, one cache per shape
+
+def _fixed_cache(self:Imagination)->StaticKVCache:
+    """A fixed-shape cache for this rollout. Compiled rollouts of one model and shape take the same one, emptied, so that
+    recorded graphs replay at the same addresses; the rollout that took it last owns it"""
+    m = self.model; new = lambda: StaticKVCache(m.n_temporal, self.slots, self.context)
+    if self.net is m: c = new()
+    else:
+        pool, key = _FIXED.setdefault(m, {}), (self.B, self.slots, self.context, str(self.device))
+        c = pool[key].reset() if key in pool else pool.setdefault(key, new())
+    c.owner = weakref.ref(self); return c
+
+def _check_owner(self:Imagination):
+    if self.static and self.cache.owner() is not self:
+        raise ValueError("another compiled rollout of this model and shape has taken over the fixed-shape cache: run such rollouts one after the other (or eager)")
 
 def compile_room():
     "Room for the graphs a compiled rollout needs: with and without a commit, as the growing cache's buffers grow and slide, batch 1 and more"
@@ -76,7 +96,7 @@ def _cat_actions(first:tuple, second:tuple)->tuple:
 def _step(self:Imagination, action:torch.Tensor|None=None # (B,) or (B, A): the action taken at the newest frame (None: unlabeled)
          )->torch.Tensor:                                 # (B, *latent_shape), the next frame's latent
     "Imagine one more frame"
-    m, net = self.model, self.net
+    m, net = self.model, self.net; _check_owner(self)
     shape = (self.B, 1, *m.latent_shape)
     x = torch.randn(shape, generator=self.g, device=self.device)
     renoise = torch.randn(shape, generator=self.g, device=self.device)
@@ -105,10 +125,6 @@ def _denoise(self:Imagination, x, a, mask):
 Imagination.step = _step
 
 # %% ../../nbs/31_rollout.ipynb #5358df7b
-def fixed_shape(compiled:bool, device)->bool:
-    "Whether imagination keeps its context in a fixed-shape cache: compiled on CUDA, where the fixed shapes let it run as CUDA graphs"
-    return compiled and torch.device(device).type == 'cuda'
-
 def _check_actions(actions, C:int, H:int, context_actions:bool=True):
     if actions is None: return
     if not context_actions:
@@ -131,7 +147,8 @@ def imagine(model:Dynamics, z:torch.Tensor, # (B, C, *latent_shape) context late
     compiled = imagination_compiled(compile, model, z, actions, horizon, K, tau_ctx, context, work, context_actions)
     static = fixed_shape(compiled, z.device) if static is None else static
     labeled = actions is not None and context_actions; first = C - 1 if labeled else 0     # where the newest frame's action is
-    im = Imagination(model, K, tau_ctx, context, generator, compiled, static, None if context else C + horizon - 1).prime(z, actions[:, :C - 1] if labeled else None)
+    slots = None if context else 1 << (C + horizon - 2).bit_length()    # ≥ the C + H - 1 frames committed: a power of two, so horizons share graphs
+    im = Imagination(model, K, tau_ctx, context, generator, compiled, static, slots).prime(z, actions[:, :C - 1] if labeled else None)
     return torch.stack([im.step(None if actions is None else actions[:, first + h]) for h in range(horizon)], 1)
 
 @torch.no_grad()
