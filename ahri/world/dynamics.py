@@ -14,8 +14,8 @@ from ..flow import (check_pow2, tau_index, step_index, sample_step_sizes, sample
                        corrupt_context, TAU_CTX)
 
 # %% auto #0
-__all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'KVCache', 'StaticKVCache', 'spatial_positions', 'Dynamics',
-           'actions_into_frames', 'sample_levels', 'clean_prefix', 'latent_motion_weight', 'dynamics_loss',
+__all__ = ['latent_tokens', 'token_latents', 'token_geometry', 'frame_mask', 'KVCache', 'StaticKVCache', 'spatial_positions',
+           'Dynamics', 'actions_into_frames', 'sample_levels', 'clean_prefix', 'latent_motion_weight', 'dynamics_loss',
            'ring_world', 'error_by_level']
 
 # %% ../../nbs/30_dynamics.ipynb #f0a3d009
@@ -47,6 +47,14 @@ def token_geometry(latent_shape, pack:int=1)->tuple[int, int]:
     return n // pack, d * pack
 
 # %% ../../nbs/30_dynamics.ipynb #9370ee77
+def frame_mask(qpos:torch.Tensor,      # (T, 1) positions of the new frames
+               kpos:torch.Tensor,      # (1, N) positions of the frames they may attend to
+               window:int|None=None    # each frame sees itself and the `window` frames before it (None: all before it)
+              )->torch.Tensor:         # (T, N) bool: True = may attend
+    "Causal in time, within the window: the rule both KV caches (and so the parallel pass) attend by"
+    mask = kpos <= qpos
+    return mask if window is None else mask & (kpos >= qpos - window)
+
 class KVCache:
     "Keys and values of committed frames, per temporal layer: (B·L, kv_heads, frames, head_dim), in preallocated buffers"
     def __init__(self, n_layers:int, max_frames:int|None=None):
@@ -95,9 +103,7 @@ class KVCache:
         past, W = K.shape[2] - T, self.max_frames
         mask = None                                          # one new frame that sees every cached frame needs no mask
         if T > 1 or (W is not None and past > W):
-            qpos, kpos = pos[:, None], torch.arange(p0 - past, p0 + T, device=k.device)[None]
-            mask = kpos <= qpos
-            if W is not None: mask &= kpos >= qpos - W
+            mask = frame_mask(pos[:, None], torch.arange(p0 - past, p0 + T, device=k.device)[None], W)
         if commit: self.commit(i, commit)
         return K, V, mask
 
@@ -148,8 +154,7 @@ class StaticKVCache:
         if self.k[i] is None: self.k[i], self.v[i] = (k.new_zeros(*k.shape[:2], self.slots, k.shape[3]) for _ in range(2))
         K, V = torch.cat([self.k[i], k], 2), torch.cat([self.v[i], v], 2)
         kpos, qpos = torch.cat([self.slot_pos, pos])[None], pos[:, None]
-        mask = (kpos >= 0) & (kpos <= qpos)
-        if self.max_frames is not None: mask &= kpos >= qpos - self.max_frames
+        mask = (kpos >= 0) & frame_mask(qpos, kpos, self.max_frames)          # -1: an empty slot
         if commit:
             n = min(commit, self.slots); idx = pos[commit - n:commit] % self.slots     # only the newest `slots` frames fit
             self.k[i].index_copy_(2, idx, k[:, :, commit - n:commit]); self.v[i].index_copy_(2, idx, v[:, :, commit - n:commit])
@@ -165,10 +170,6 @@ class StaticKVCache:
     def frames(self)->int:
         "Frames a new frame can attend to"
         return min(self.held, self.slots if self.max_frames is None else self.max_frames)
-
-    def nbytes(self)->int:
-        "Bytes of the key and value buffers (all slots)"
-        return sum(2 * t.numel() * t.element_size() for t in self.k if t is not None)
 
 
 # %% ../../nbs/30_dynamics.ipynb #ec7bec65
