@@ -9,7 +9,7 @@ from fastprogress.fastprogress import progress_bar
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from .core import default_device, set_threads, atomic_write_json, import_obj, Interrupted
+from .core import default_device, set_threads, atomic_write_json, import_obj, Interrupted, interruption
 from .config import Config, Count, Positive, Device, resolve, command, config_fields, log
 from .layers import ATTENTION_BACKENDS, FLEX_FALLBACKS, attention_cases, explicit_attention, rule_mask, frame_layout, encoder_rule
 
@@ -273,8 +273,8 @@ def bench_all(cfg:AllBenchConfig)->dict:
         if cfg.out and any(f.name == 'json_out' for f in fields): kw['json_out'] = str(Path(cfg.out) / f'{name}.json')
         t0 = time.perf_counter()
         try: r = cmd.fn(cmd.config(**kw))
-        except Interrupted: raise
         except Exception as e:
+            if interruption(e) is not None: raise                # a signal (torch.compile wraps one that comes while it compiles)
             res[name] = {'failed': f'{type(e).__name__}: {e}'.splitlines()[0]}; log.info(f"{name}: failed ({res[name]['failed']})"); continue
         res[name] = {'seconds': time.perf_counter() - t0, 'result': r}
         log.info(f"{name} ({res[name]['seconds']:.0f} s)\n{cmd.show(r) if cmd.show else json.dumps(r, default=str)}\n")

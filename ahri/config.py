@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, dataclasses, inspect, json, logging, re, signal, sys, types
 from dataclasses import dataclass, fields, replace, asdict
 from typing import Annotated, Callable, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
-from .core import Interrupted, raise_interrupted, default_device
+from .core import Interrupted, raise_interrupted, interruption, default_device
 
 # %% auto #0
 __all__ = ['Count', 'NonNeg', 'Frac', 'Positive', 'Weight', 'Level', 'Device', 'log', 'BAD_INPUT', 'ConfigError', 'Check',
@@ -216,9 +216,12 @@ def run_command(name:str, fn:Callable, cfg, show:Callable|None=None, as_json:boo
         if as_json: print(json.dumps(res, indent=1, default=str))
         elif show is not None and (text := show(res)): print(text)
         return 0
-    except Interrupted as e: print(f'\n{name}: {e.describe()}', file=sys.stderr, flush=True); return e.exit_code
     except KeyboardInterrupt: print(f'\n{name}: {Interrupted(signal.SIGINT).describe()}', file=sys.stderr, flush=True); return 128 + signal.SIGINT
-    except BAD_INPUT as e: print(f'{name}: {e}', file=sys.stderr, flush=True); return 1
+    except Exception as e:
+        if (i := interruption(e)) is not None:   # also a signal wrapped by what it interrupted (torch.compile wraps it)
+            print(f'\n{name}: {i.describe()}', file=sys.stderr, flush=True); return i.exit_code
+        if not isinstance(e, BAD_INPUT): raise
+        print(f'{name}: {e}', file=sys.stderr, flush=True); return 1
     finally:
         for s, h0 in old.items(): signal.signal(s, h0)
         sys.unraisablehook = hook

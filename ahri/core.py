@@ -10,7 +10,7 @@ import numpy as np, torch
 
 # %% auto #0
 __all__ = ['default_device', 'seed_everything', 'set_threads', 'keep_freed_memory', 'atomic_write_bytes', 'atomic_write_json',
-           'atomic_dir', 'obj_name', 'import_obj', 'Interrupted', 'raise_interrupted']
+           'atomic_dir', 'obj_name', 'import_obj', 'Interrupted', 'raise_interrupted', 'interruption']
 
 # %% ../nbs/00_core.ipynb #60ba6b05
 _KINDS = ('cpu', 'cuda', 'mps')
@@ -119,3 +119,11 @@ class Interrupted(Exception):
 def raise_interrupted(signum, frame=None):
     "A signal handler that stops whatever is running by raising `Interrupted`"
     raise Interrupted(signum)
+
+def interruption(e:BaseException)->Interrupted|None:
+    "The `Interrupted` that `e` is or was raised from, if any: `torch.compile` wraps whatever interrupts its compiling"
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, Interrupted): return e
+        seen.add(id(e)); e = e.__cause__ or e.__context__
+    return None

@@ -15,7 +15,7 @@ from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
     set_model_state_dict, set_optimizer_state_dict, StateDictOptions)
 from fastprogress.fastprogress import progress_bar
-from .core import default_device, seed_everything, Interrupted, atomic_write_json
+from .core import default_device, seed_everything, Interrupted, interruption, atomic_write_json
 
 # %% auto #0
 __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIGNALS', 'TrainConfig', 'amp_context',
@@ -408,7 +408,9 @@ def cached_compile_figures(key:str,                    # what the figures depend
         if units * c['eager_s'] >= COMPILE_MIN_SECONDS and 'compiled_s' not in c and 'error' not in c:
             logging.getLogger('ahri').info('measuring torch.compile here (it compiles: seconds to minutes, once per machine and shape)')
             c |= compiled()
-    except Exception as e: c['error'] = f'{type(e).__name__}: {e}'[:300]           # compiling failed here: stay eager
+    except Exception as e:
+        if interruption(e) is not None: raise                                      # a signal, not a failure: nothing is cached
+        c['error'] = f'{type(e).__name__}: {e}'[:300]                               # compiling failed here: stay eager
     if c != before: cache[key] = c; atomic_write_json(path, cache)
     return c
 
