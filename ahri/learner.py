@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils._pytree import tree_map_only
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
     set_model_state_dict, set_optimizer_state_dict, StateDictOptions)
@@ -23,7 +24,8 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_calls', 'measure_compile',
-           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'calls_compiled']
+           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'calls_compiled', 'Graphed',
+           'cuda_graphs', 'compile_calls']
 
 # %% ../nbs/03_learner.ipynb #271486bd
 @dataclasses.dataclass
@@ -540,6 +542,26 @@ def calls_compiled(compile:str,                     # 'on', 'off' or 'auto'
     if check_compile_mode(compile) != 'auto': return compile == 'on'
     fig = cached_compile_figures(key, lambda: measure_calls(model, run, compiled=False), lambda: measure_calls(model, run, make=make), units)
     return compile_wins(fig, units)
+
+# %% ../nbs/03_learner.ipynb #c03a0007
+class Graphed(nn.Module):
+    "`module` under `torch.compile(mode='reduce-overhead')` (CUDA graphs on CUDA), each call a new step whose outputs are copies the caller keeps"
+    def __init__(self, module:nn.Module, **kw):       # kw: more `torch.compile` options
+        super().__init__(); self.net = torch.compile(module, mode='reduce-overhead', **kw)
+    def forward(self, *args, **kw):
+        torch.compiler.cudagraph_mark_step_begin()    # the outputs of earlier calls were copied: nothing reads the graphs' memory
+        return tree_map_only(torch.Tensor, torch.clone, self.net(*args, **kw))
+    def __getattr__(self, name:str):
+        try: return super().__getattr__(name)
+        except AttributeError: return getattr(self._modules['net'], name)   # the module's own attributes and methods
+
+def cuda_graphs(device)->bool:
+    "Whether compiled calls on `device` run as CUDA graphs: on CUDA (a CPU has no kernel launches to save)"
+    return torch.device(device).type == 'cuda'
+
+def compile_calls(module:nn.Module, device)->nn.Module:
+    "The compiled stand-in for a network called many times without gradients: `Graphed` where `cuda_graphs`, else `torch.compile(module)`"
+    return Graphed(module) if cuda_graphs(device) else torch.compile(module)
 
 # %% ../nbs/03_learner.ipynb #274f7c14
 def _ema_model(self:Learner)->nn.Module|None:

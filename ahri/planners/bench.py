@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import time
 import torch
 from ..core import default_device, set_threads, atomic_write_json
+from ..learner import compile_calls, cuda_graphs
 from ..config import Config, Count, Positive, Device, resolve, command, help_problems
 from ..bench import time_fn, interleave, show_spread, rounds_meeting, break_even, WIDE
 from ..ddpm import DDPMSchedule
@@ -42,7 +43,7 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
                   sizes:dict|None=None,
                   min_time:float=1.0,      # seconds per measurement
                   general:bool=False,      # also time a general planner's models (any maze size) of the same sizes, same maze and horizon
-                  compile:bool=False,      # also time ours with both stages under torch.compile (compiled once per row before the rounds)
+                  compile:bool=False,      # also time ours with both stages compiled as planning compiles them (`compile_calls`: CUDA graphs on CUDA), once per row before the rounds
                   joint:bool=False,        # also time the plan with a joint stage 1 (`KeypointDenoiser(cached_maze=False)`: planners trained --no-cached_maze)
                   rounds:int=5,            # interleaved rounds (`interleave`): every row's figures are timed once per round
                   progress:bool=False
@@ -58,11 +59,11 @@ def bench_planner(device, dim:int=96, depth:int=3, heads:int=4, k:int=9, cnn_lay
             gpl = SimpleNamespace(stage1=KeypointDenoiser(None, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True, cached_maze=DEFAULT_SHAPE).to(device).eval(),
                                   stage2=TrajDenoiser(None, T=H, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, general=True).to(device).eval(),
                                   sched=sched)
-        if compile: cpl = SimpleNamespace(stage1=torch.compile(s1), stage2=torch.compile(s2), sched=sched)
+        if compile: cpl = SimpleNamespace(stage1=compile_calls(s1, device), stage2=compile_calls(s2, device), sched=sched)   # as planning compiles them
         if joint:
             j1 = KeypointDenoiser(hw, k=k, dim=dim, depth=depth, heads=heads, cnn_layers=cnn_layers, cached_maze=False).to(device).eval()
             jpl = SimpleNamespace(stage1=j1, stage2=s2, sched=sched)
-            if compile: cjpl = SimpleNamespace(stage1=torch.compile(j1), stage2=cpl.stage2, sched=sched)
+            if compile: cjpl = SimpleNamespace(stage1=compile_calls(j1, device), stage2=cpl.stage2, sched=sched)
         for B in batches:
             occ, maze, st, gl = _inputs(hw, B, device)
             x = torch.randn(B, H, 2, device=device); t = torch.full((B,), 50, device=device)
@@ -146,7 +147,7 @@ def format_planner(res:dict)->str:
             lines.append(f"target, {maze} at batch {B}: " + '; '.join(f"{_TARGET_NAMES[f]} {op} {x:g}: {rounds_meeting(r['rounds'], f, op, x)}"
                                                                    for f, (op, x) in t.items() if f in r))
     if any('compile_s' in r for r in rows):
-        lines.append("ours under torch.compile (both stages; compiled before the rounds):")
+        lines.append(f"ours {'compiled, CUDA graphs' if cuda_graphs(device) else 'under torch.compile'} (both stages; compiled before the rounds):")
         lines += [f"  {r['maze']:16}{r['batch']:>5}  {show_spread(r['spread']['compiled_ms'], 1, '.2f', ' ms', warn=False)}   "
                   f"{show_spread(r['spread']['compiled_speedup'], 1, '.2f', '×', warn=False)} faster   compiling {r['compile_s']:.0f} s: "
                   f"pays after {r['break_even']:,.0f} plans;  {show_spread(r['spread']['compiled_baseline_speedup'], 1, '.0f', '×', warn=False)} the baseline"

@@ -15,7 +15,7 @@ from torch import nn
 from fastprogress.fastprogress import progress_bar
 from ..core import set_threads, atomic_write_bytes, atomic_write_json
 from ..config import Config, ConfigError, Count, Device, resolve, command, help_problems
-from ..learner import calls_compiled, compile_key, check_compile_mode
+from ..learner import calls_compiled, compile_key, check_compile_mode, compile_calls
 from .maze import load_mazes, astar, cell_of, segment_hits, make_mazes, FamilyName, MAZE_FAMILIES, HELD_OUT_FAMILIES
 from .keyframes import horizon
 from .keypoints import maze_channels, to_unit, from_unit, sample_keypoints
@@ -69,10 +69,10 @@ def planner_compiled(pl, compile:str,   # 'on', 'off', or 'auto': compiled where
                      run,               # run(pl): one plan of the work, its networks read from `pl`
                      key:str,           # what a plan's cost depends on besides the networks (method, batch, horizon, options)
                      plans:int):        # plans the caller will make in all
-    "`pl`, or `pl` with its networks under `torch.compile` where `compile` says so (`calls_compiled`)"
+    "`pl`, or `pl` with its networks compiled (`compile_calls`: CUDA graphs on CUDA) where `compile` says so (`calls_compiled`)"
     if check_compile_mode(compile) == 'off' or (compile == 'auto' and plans < PLAN_MIN_CALLS): return pl
     nets = nn.ModuleDict({k: getattr(pl, k) for k in PLAN_NETS if getattr(pl, k, None) is not None})
-    make = lambda m: nn.ModuleDict({k: torch.compile(v) for k, v in m.items()})
+    make = lambda m: nn.ModuleDict({k: compile_calls(v, pl.device) for k, v in m.items()})
     if not calls_compiled(compile, nets, lambda ns: run(_with_nets(pl, ns)), f'{compile_key(nets, [], pl.device)}|plan|{key}', plans, make): return pl
     return _with_nets(pl, make(nets))
 

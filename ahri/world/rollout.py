@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, StaticKVCache, Dynamics, actions_into_frames
 from ..bench import sync
-from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state
+from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state, cuda_graphs
 
 # %% auto #0
 __all__ = ['IMAGINE_MIN_PASSES', 'fixed_shape', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached',
@@ -18,7 +18,7 @@ __all__ = ['IMAGINE_MIN_PASSES', 'fixed_shape', 'Imagination', 'compile_room', '
 # %% ../../nbs/31_rollout.ipynb #3c04090f
 def fixed_shape(compiled:bool, device)->bool:
     "Whether imagination keeps its context in a fixed-shape cache: compiled on CUDA, where the fixed shapes let it run as CUDA graphs"
-    return compiled and torch.device(device).type == 'cuda'
+    return compiled and cuda_graphs(device)
 
 class Imagination:
     "A batch of rollouts inside the world model: `prime` with context, then `step` one frame per action"
