@@ -553,7 +553,9 @@ class Graphed(nn.Module):
         return tree_map_only(torch.Tensor, torch.clone, self.net(*args, **kw))
     def __getattr__(self, name:str):
         try: return super().__getattr__(name)
-        except AttributeError: return getattr(self._modules['net'], name)   # the module's own attributes and methods
+        except AttributeError:
+            if name.startswith('__') or '_modules' not in self.__dict__: raise   # not yet built (a copy being made)
+            return getattr(self._modules['net'], name)                         # the module's own attributes and methods
 
 def cuda_graphs(device)->bool:
     "Whether compiled calls on `device` run as CUDA graphs: on CUDA (a CPU has no kernel launches to save)"
