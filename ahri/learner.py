@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, gc, copy, json, math, time, random, signal, inspect, hashlib, dataclasses, threading, warnings, logging
 from contextlib import nullcontext, contextmanager
+from functools import partial
 from typing import Callable
 from pathlib import Path
 import numpy as np, torch
@@ -24,7 +25,7 @@ __all__ = ['COMPILE_MIN_STEPS', 'COMPILE_MIN_SECONDS', 'COMPILE_GAIN', 'STOP_SIG
            'all_gather_objects', 'close_distributed', 'rng_state', 'set_rng_state', 'RandomBatches', 'unwrap',
            'state_fingerprint', 'weights_fingerprint', 'EMA', 'CancelStepException', 'CancelFitException', 'Callback',
            'MetricsCB', 'ProgressCB', 'Learner', 'to_device', 'compile_key', 'measure_calls', 'measure_compile',
-           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'calls_compiled', 'Graphed',
+           'cached_compile_figures', 'check_compile_mode', 'compile_wins', 'compile_pays', 'calls_compiled', 'Compiled',
            'cuda_graphs', 'compile_calls']
 
 # %% ../nbs/03_learner.ipynb #271486bd
@@ -544,26 +545,34 @@ def calls_compiled(compile:str,                     # 'on', 'off' or 'auto'
     return compile_wins(fig, units)
 
 # %% ../nbs/03_learner.ipynb #c03a0007
-class Graphed(nn.Module):
-    "`module` under `torch.compile(mode='reduce-overhead')` (CUDA graphs on CUDA), each call a new step whose outputs are copies the caller keeps"
-    def __init__(self, module:nn.Module, **kw):       # kw: more `torch.compile` options
-        super().__init__(); self.net = torch.compile(module, mode='reduce-overhead', **kw)
-    def forward(self, *args, **kw):
+class Compiled(nn.Module):
+    "`module`'s `forward` and its `compiled_methods` under `torch.compile`; with `graphs`, as CUDA graphs whose outputs are copies the caller keeps"
+    def __init__(self, module:nn.Module,
+                 graphs:bool=False,   # mode='reduce-overhead' (CUDA graphs on CUDA); each call a new step, its outputs copied
+                 **kw):               # more `torch.compile` options
+        super().__init__(); mode, self.graphs = 'reduce-overhead' if graphs else None, graphs
+        self.net = torch.compile(module, mode=mode, **kw)
+        self.methods = {n: torch.compile(getattr(module, n), mode=mode, **kw) for n in getattr(module, 'compiled_methods', ())}
+    def call(self, f, *args, **kw):
+        "`f(*args, **kw)`; with `graphs` a new step, and the outputs copied"
+        if not self.graphs: return f(*args, **kw)
         torch.compiler.cudagraph_mark_step_begin()    # the outputs of earlier calls were copied: nothing reads the graphs' memory
-        return tree_map_only(torch.Tensor, torch.clone, self.net(*args, **kw))
+        return tree_map_only(torch.Tensor, torch.clone, f(*args, **kw))
+    def forward(self, *args, **kw): return self.call(self.net, *args, **kw)
     def __getattr__(self, name:str):
         try: return super().__getattr__(name)
         except AttributeError:
             if name.startswith('__') or '_modules' not in self.__dict__: raise   # not yet built (a copy being made)
+            if name in self.__dict__.get('methods', {}): return partial(self.call, self.methods[name])
             return getattr(self._modules['net'], name)                         # the module's own attributes and methods
 
 def cuda_graphs(device)->bool:
     "Whether compiled calls on `device` run as CUDA graphs: on CUDA (a CPU has no kernel launches to save)"
     return torch.device(device).type == 'cuda'
 
-def compile_calls(module:nn.Module, device)->nn.Module:
-    "The compiled stand-in for a network called many times without gradients: `Graphed` where `cuda_graphs`, else `torch.compile(module)`"
-    return Graphed(module) if cuda_graphs(device) else torch.compile(module)
+def compile_calls(module:nn.Module, device)->Compiled:
+    "The compiled stand-in for a network called many times without gradients: `Compiled`, as CUDA graphs where `cuda_graphs`"
+    return Compiled(module, graphs=cuda_graphs(device))
 
 # %% ../nbs/03_learner.ipynb #274f7c14
 def _ema_model(self:Learner)->nn.Module|None:

@@ -149,6 +149,7 @@ def local_features(fmap:torch.Tensor, # (B, C, H, W) a map over the maze
 
 class KeypointDenoiser(nn.Module):
     "ε̂ or x̂0 (as trained) of K keypoints in unit coordinates, given x_t, t, maze, start and goal; endpoints are inputs, not outputs"
+    compiled_methods = ('encode_maze',)     # what planning compiles besides forward (`compile_calls`): the maze, read once per plan
     def __init__(self, hw,                  # maze size (H, W) in cells
                  k:int=9,                   # keypoints, endpoints included
                  dim:int=128, depth:int=4, heads:int=4,
