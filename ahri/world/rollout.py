@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from ..flow import sampling_taus, euler_step, check_pow2, corrupt_context, context_level, TAU_CTX
 from .dynamics import KVCache, StaticKVCache, Dynamics, actions_into_frames
 from ..bench import sync
-from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state, cuda_graphs
+from ..learner import compile_key, cached_compile_figures, compile_wins, check_compile_mode, rng_state, set_rng_state, cuda_graphs, Compiled
 
 # %% auto #0
 __all__ = ['IMAGINE_MIN_PASSES', 'fixed_shape', 'Imagination', 'compile_room', 'imagine', 'imagine_uncached',
@@ -33,7 +33,7 @@ class Imagination:
         if static and slots is None and context is None: raise ValueError('a fixed-shape cache without a context window needs slots (context frames + frames to imagine)')
         self.model, self.g, self.context, self.static, self.slots = model, generator, context, static, slots or context
         self.graphs = static and fixed_shape(compile, next(model.parameters()).device)
-        self.net = model if not compile else torch.compile(model, dynamic=not static, mode='reduce-overhead' if self.graphs else None)
+        self.net = model if not compile else Compiled(model, graphs=self.graphs, dynamic=not static)   # graphs: a new step per pass
         self.tau_ctx = context_level(tau_ctx, model.k_max)
         self.set_K(K)
 
@@ -112,7 +112,6 @@ def _denoise(self:Imagination, x, a, mask):
     m, net, K = self.model, self.net, self.K
     for i, (t, tn) in enumerate(zip(self.taus[:-1], self.taus[1:])):
         tau, d = self._full(t), self._full(1 / K)
-        if self.graphs: torch.compiler.cudagraph_mark_step_begin()    # the last pass's outputs are used up
         if i == 0 and self.pending is not None:                       # commit the previous frame in the same pass
             px, pa, pm = self.pending
             acts, masks = _cat_actions((pa, pm), (a, mask))
